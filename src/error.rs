@@ -1,0 +1,104 @@
+//! The crate's one error type.
+//!
+//! Every fallible function in `wsgrpc` returns [`Result`]. Variants name what went wrong for the user and
+//! carry their source; the protocol mapping lives at the edges, in one function each:
+//! [`Error::close_code`] for WebSocket close frames and `From<Error> for tonic::Status` on the gRPC side.
+
+use std::time::Duration;
+
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// A boxed error of any kind, as handlers return it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `wsgrpc`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket operation failed.
+    #[error("i/o error")]
+    Io(#[from] std::io::Error),
+
+    /// The WebSocket layer (tungstenite) reported an error: a protocol violation, invalid UTF-8, an
+    /// oversize message, or a transport failure underneath.
+    #[error("websocket error")]
+    WebSocket(#[source] Box<tungstenite::Error>),
+
+    /// The HTTP upgrade request was not a valid WebSocket handshake.
+    #[error("invalid websocket handshake: {reason}")]
+    Handshake {
+        /// What was wrong with the request.
+        reason: &'static str,
+    },
+
+    /// The peer did not finish the opening handshake in time.
+    #[error("handshake timed out after {0:?}")]
+    HandshakeTimeout(Duration),
+
+    /// A message was larger than the configured limit.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Size of the offending message in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+
+    /// The connection is closed (or closing); nothing more can be sent on it.
+    #[error("connection closed")]
+    ConnectionClosed,
+
+    /// The connection's bounded outgoing queue is full (returned by non-waiting sends only).
+    #[error("outgoing queue is full")]
+    QueueFull,
+
+    /// A handler returned an error; the connection was closed with 1011.
+    #[error("handler failed")]
+    Handler(#[source] BoxError),
+
+    /// A handler panicked; the connection was closed with 1011 and the server kept serving.
+    #[error("handler panicked: {0}")]
+    HandlerPanic(String),
+
+    /// The address to bind or connect to could not be used.
+    #[error("invalid address `{0}`")]
+    InvalidAddress(String),
+}
+
+impl Error {
+    /// Wraps any error a handler wants to report; the connection is closed with 1011.
+    pub fn handler(error: impl Into<BoxError>) -> Self {
+        Error::Handler(error.into())
+    }
+
+    /// The WebSocket close code this error is answered with (RFC 6455 section 7.4.1).
+    ///
+    /// Invalid UTF-8 is 1007, an oversize message or frame 1009, a protocol violation 1002, and
+    /// anything raised by the application (handler errors and panics) 1011.
+    pub fn close_code(&self) -> CloseCode {
+        use tungstenite::error::Error as Ws;
+        match self {
+            Error::WebSocket(error) => match error.as_ref() {
+                Ws::Utf8(_) => CloseCode::Invalid,
+                Ws::Capacity(_) | Ws::WriteBufferFull(_) => CloseCode::Size,
+                Ws::Protocol(_) => CloseCode::Protocol,
+                _ => CloseCode::Error,
+            },
+            Error::MessageTooLarge { .. } => CloseCode::Size,
+            Error::Handshake { .. } => CloseCode::Protocol,
+            _ => CloseCode::Error,
+        }
+    }
+}
+
+impl From<tungstenite::Error> for Error {
+    fn from(error: tungstenite::Error) -> Self {
+        match error {
+            tungstenite::Error::Io(io) => Error::Io(io),
+            other => Error::WebSocket(Box::new(other)),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The gRPC side (work in progress).

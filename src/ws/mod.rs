@@ -1,0 +1,1 @@
+//! The WebSocket side (work in progress).
