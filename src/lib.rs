@@ -1,10 +1,43 @@
 //! wsgrpc: composable WebSocket handlers and a production-grade gRPC server on tokio.
+//!
+//! A complete echo server:
+//!
+//! ```no_run
+//! use wsgrpc::ws::{handler_fn, Message, Server, SessionHandle};
+//!
+//! #[tokio::main]
+//! async fn main() -> wsgrpc::Result<()> {
+//!     let echo = handler_fn(|session: SessionHandle, message: Message| async move {
+//!         session.send(message).await
+//!     });
+//!     let server = Server::bind("127.0.0.1:9001").await?;
+//!     println!("listening on ws://{}/ws", server.local_addr());
+//!     server.serve_with_shutdown(echo, wsgrpc::shutdown_signal()).await
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`ws`]: the WebSocket side. Implement [`ws::Handler`] (or pass a closure to
+//!   [`ws::handler_fn`]), wrap it in [`ws::Layer`]s, serve it with [`ws::Server`] or run it on a
+//!   connection hyper or axum upgraded with [`ws::serve_connection`].
+//! - [`grpc`]: the gRPC side: the generated Greeter service, a default implementation to extend, and
+//!   a server builder with health, reflection, limits and graceful shutdown.
+//! - [`Error`] and [`Result`]: one error type for both sides.
+//!
+//! # Design
+//!
+//! Payloads are [`bytes::Bytes`] end to end: an echoed or broadcast message is never copied. Every
+//! queue between a peer and memory is bounded, and every wait has a timeout. Bad input is answered
+//! with the close code or status the protocol prescribes, and ends only the connection it came from.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod error;
 pub mod grpc;
+mod shutdown;
 pub mod ws;
 
 pub use error::{BoxError, Error, Result};
+pub use shutdown::shutdown_signal;

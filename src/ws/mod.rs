@@ -1,1 +1,68 @@
-//! The WebSocket side (work in progress).
+//! The WebSocket side: handlers, sessions, layers and the server that runs them.
+//!
+//! ```no_run
+//! use wsgrpc::ws::{Handler, Message, Server, Session};
+//!
+//! /// Counts the messages of each connection and answers with the running count.
+//! struct Counter;
+//!
+//! #[derive(Default)]
+//! struct Count(u64);
+//!
+//! impl Handler for Counter {
+//!     async fn on_message(&self, session: &mut Session, _message: Message) -> wsgrpc::Result<()> {
+//!         let count = session.extensions_mut().get_or_default::<Count>();
+//!         count.0 += 1;
+//!         let reply = count.0.to_string();
+//!         session.send(reply).await
+//!     }
+//! }
+//!
+//! # async fn example() -> wsgrpc::Result<()> {
+//! Server::bind("127.0.0.1:9001").await?.serve(Counter).await
+//! # }
+//! ```
+//!
+//! # Pieces
+//!
+//! - [`Handler`]: what an endpoint does with a connection (upgrade, open, message, close hooks);
+//!   [`handler_fn`] makes one from a closure.
+//! - [`Session`]: one connection as a handler sees it; [`SessionHandle`] sends into it from other
+//!   tasks. Outgoing messages go through a bounded queue.
+//! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers.
+//! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it.
+//! - [`Server`] and [`Config`]: accept loop, limits, keepalive, graceful shutdown.
+//! - [`serve_connection`]: run a handler on a stream upgraded elsewhere (hyper, axum).
+//!
+//! # How each failure is answered
+//!
+//! | what happened | close code |
+//! |---|---|
+//! | text message with invalid UTF-8 | 1007 |
+//! | message over [`Config::max_message_size`] or frame over [`Config::max_frame_size`] | 1009 |
+//! | protocol violation (reserved bits, unknown opcode, unmasked client frame, ...) | 1002 |
+//! | a hook returned an error or panicked | 1011 |
+//! | server shutting down, or [`Config::idle_timeout`] passed | 1001 |
+//! | peer answered no ping within [`Config::ping_interval`] | dropped; `on_close` sees 1006 |
+
+mod config;
+mod connection;
+mod extensions;
+mod handler;
+mod handshake;
+mod io;
+mod layer;
+mod message;
+mod server;
+mod session;
+mod upgrade;
+
+pub use config::Config;
+pub use connection::serve_connection;
+pub use extensions::Extensions;
+pub use handler::{Handler, HandlerFn, handler_fn};
+pub use layer::{HandlerBuilder, Identity, Layer, Stack};
+pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
+pub use server::{Server, ServerHandle};
+pub use session::{ConnectionId, Session, SessionHandle};
+pub use upgrade::{Rejection, Upgrade};

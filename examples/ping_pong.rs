@@ -1,0 +1,55 @@
+//! The reference design's WebSocket endpoint: log every message on `/ws`, answer each with `Pong`.
+//!
+//! ```text
+//! cargo run --example ping_pong                 # listens on 127.0.0.1:8080
+//! cargo run --example ws_client -- ws://127.0.0.1:8080/ws hello
+//! ```
+//!
+//! Another address: `cargo run --example ping_pong -- 127.0.0.1:9000` or `ADDR=127.0.0.1:9000`.
+//! Ctrl-C closes every connection with 1001 and exits.
+
+use http::StatusCode;
+use wsgrpc::ws::{Handler, Message, Rejection, Server, Session, Upgrade};
+
+struct PingPong;
+
+impl Handler for PingPong {
+    async fn on_upgrade(&self, upgrade: &mut Upgrade) -> Result<(), Rejection> {
+        if upgrade.path() == "/ws" {
+            Ok(())
+        } else {
+            Err(Rejection::new(StatusCode::NOT_FOUND, "try /ws\n"))
+        }
+    }
+
+    async fn on_message(&self, session: &mut Session, message: Message) -> wsgrpc::Result<()> {
+        match &message {
+            Message::Text(text) => {
+                tracing::info!(id = %session.id(), "received text: {}", text.as_str())
+            }
+            Message::Binary(data) => {
+                tracing::info!(id = %session.id(), "received {} bytes", data.len())
+            }
+        }
+        session.send("Pong").await
+    }
+}
+
+#[tokio::main]
+async fn main() -> wsgrpc::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let addr = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+
+    let server = Server::bind(&addr).await?;
+    println!("listening on ws://{}/ws", server.local_addr());
+    server
+        .serve_with_shutdown(PingPong, wsgrpc::shutdown_signal())
+        .await
+}

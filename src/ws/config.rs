@@ -1,0 +1,155 @@
+//! Limits, timeouts and buffer sizes for WebSocket connections, with documented defaults.
+//!
+//! Every bound the server enforces is a field here; nothing is hard-coded in the connection code.
+//! Defaults follow tungstenite where it has one (message and frame size) and otherwise lean towards
+//! safety for a public-facing server: bounded queues, a handshake timeout, keepalive pings.
+//!
+//! ```
+//! use std::time::Duration;
+//! use wsgrpc::ws::Config;
+//!
+//! let config = Config::default()
+//!     .max_message_size(1 << 20)
+//!     .idle_timeout(Some(Duration::from_secs(300)))
+//!     .max_connections(50_000);
+//! assert_eq!(config.max_message_size, 1 << 20);
+//! ```
+
+use std::time::Duration;
+
+use tungstenite::protocol::WebSocketConfig;
+
+/// Connection limits and timeouts. Fields are public to read; set them with the builder methods of
+/// the same name.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest message, after reassembling fragments, in bytes; larger ones are answered with close
+    /// 1009. Default 64 MiB (tungstenite's default).
+    pub max_message_size: usize,
+    /// Largest single frame in bytes; larger ones are answered with close 1009. Default 16 MiB
+    /// (tungstenite's default).
+    pub max_frame_size: usize,
+    /// Largest HTTP upgrade request head (request line and headers) in bytes; larger ones get
+    /// `431`. Default 16 KiB.
+    pub max_request_head_size: usize,
+    /// Time allowed from accepting the TCP connection to sending the `101` response, including
+    /// [`Handler::on_upgrade`](crate::ws::Handler::on_upgrade). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Close a connection with 1001 after this long without a data message in either direction.
+    /// Pings and pongs do not count. Default `None` (quiet connections stay open; keepalive still
+    /// detects dead peers).
+    pub idle_timeout: Option<Duration>,
+    /// Keepalive: when nothing has arrived from the peer for one interval, send a ping; when
+    /// nothing (no pong, no message) has arrived one interval after that, the peer is considered
+    /// gone and the connection is dropped. A dead peer is detected within two to three intervals.
+    /// Default 30 s; `None` disables keepalive.
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for the peer's close frame after sending ours, and how long to linger
+    /// draining input after a protocol error so the peer reads our close frame instead of a reset.
+    /// Default 5 s.
+    pub close_timeout: Duration,
+    /// Drop a connection whose socket accepts no bytes for this long while data waits to be
+    /// written, so a peer that stopped reading cannot hold a connection (and a handler waiting on
+    /// its queue) forever. Default 30 s.
+    pub write_timeout: Duration,
+    /// Messages the outgoing queue of each connection holds before senders wait (or
+    /// [`try_send`](crate::ws::Session::try_send) fails). Bounds the memory a slow reader can pin to
+    /// about this many messages. Default 128.
+    pub outgoing_queue: usize,
+    /// Connections served at once. Connections beyond it get `503 Service Unavailable` after their
+    /// request head is read; at most 128 such refusals are in flight at once, and sockets beyond
+    /// that are closed straight away. Default 10,000.
+    pub max_connections: usize,
+    /// Set `TCP_NODELAY` on accepted sockets. The connection already batches its writes, so Nagle's
+    /// algorithm would only add latency. Default `true`.
+    pub tcp_nodelay: bool,
+    /// On graceful shutdown, how long to wait for connections to finish their close handshakes
+    /// before dropping them. Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// Bytes read from the socket at a time, allocated per connection when it opens. Small keeps
+    /// idle connections cheap; a frame larger than this still arrives whole. Default 8 KiB
+    /// (tungstenite's default is 128 KiB).
+    pub read_buffer_size: usize,
+    /// Buffered outgoing bytes above which frames are written to the socket before the batch ends.
+    /// Default 128 KiB (tungstenite's default).
+    pub write_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            max_request_head_size: 16 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            ping_interval: Some(Duration::from_secs(30)),
+            close_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
+            outgoing_queue: 128,
+            max_connections: 10_000,
+            tcp_nodelay: true,
+            shutdown_timeout: Duration::from_secs(10),
+            read_buffer_size: 8 << 10,
+            write_buffer_size: 128 << 10,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
+        impl Config {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(mut self, $name: $ty) -> Self {
+                    self.$name = $name;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`Config::max_message_size`].
+    max_message_size: usize,
+    /// Sets [`Config::max_frame_size`].
+    max_frame_size: usize,
+    /// Sets [`Config::max_request_head_size`].
+    max_request_head_size: usize,
+    /// Sets [`Config::handshake_timeout`].
+    handshake_timeout: Duration,
+    /// Sets [`Config::idle_timeout`].
+    idle_timeout: Option<Duration>,
+    /// Sets [`Config::ping_interval`].
+    ping_interval: Option<Duration>,
+    /// Sets [`Config::close_timeout`].
+    close_timeout: Duration,
+    /// Sets [`Config::write_timeout`].
+    write_timeout: Duration,
+    /// Sets [`Config::outgoing_queue`] (at least 1).
+    outgoing_queue: usize,
+    /// Sets [`Config::max_connections`].
+    max_connections: usize,
+    /// Sets [`Config::tcp_nodelay`].
+    tcp_nodelay: bool,
+    /// Sets [`Config::shutdown_timeout`].
+    shutdown_timeout: Duration,
+    /// Sets [`Config::read_buffer_size`].
+    read_buffer_size: usize,
+    /// Sets [`Config::write_buffer_size`].
+    write_buffer_size: usize,
+}
+
+impl Config {
+    /// The tungstenite configuration these limits translate to.
+    pub(crate) fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_frame_size))
+            .read_buffer_size(self.read_buffer_size.max(64))
+            .write_buffer_size(self.write_buffer_size)
+    }
+}

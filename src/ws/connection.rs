@@ -1,0 +1,771 @@
+//! One WebSocket connection, driven by one task from open to close.
+//!
+//! [`serve_connection`] runs a [`Handler`] on a stream whose HTTP upgrade is already done, by this
+//! crate's server or by hyper/axum. One task owns the stream and alternates between two phases:
+//!
+//! - **waiting**: write whatever the outgoing queue holds, read the next message, and watch the
+//!   keepalive, idle and shutdown signals;
+//! - **handling**: run the handler on one message while still draining the outgoing queue, so a
+//!   handler that sends many replies is never stuck behind its own queue.
+//!
+//! Writes are batched: everything queued is encoded into one buffer and flushed once. Nothing more is
+//! taken from the queue while a flush is pending, so a peer that reads slowly stops the queue (and
+//! so the handler) instead of growing a buffer.
+//!
+//! Every way a connection can end is answered the way RFC 6455 asks: invalid UTF-8 gets close 1007,
+//! an oversize message or frame 1009, a protocol violation 1002 (RFC 6455 section 7.4.1), a failing
+//! or panicking handler 1011, server shutdown 1001. After a protocol error the connection sends its
+//! close frame, shuts down its write side and drains input for a while, so the peer reads the close
+//! frame rather than a TCP reset.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
+use tungstenite::Utf8Bytes;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketContext};
+
+use crate::error::Error;
+use crate::ws::io::SyncIo;
+use crate::ws::message::{CloseCode, CloseReason, ClosedBy, Message};
+use crate::ws::session::Outgoing;
+use crate::ws::{Config, Handler, Session, Upgrade};
+
+/// Outgoing messages encoded per batch before the batch is flushed and the reader gets a turn.
+const MAX_BATCH: usize = 256;
+
+/// Runs `handler` on an upgraded WebSocket stream until the connection ends, and returns why it
+/// ended.
+///
+/// Use this when something else did the HTTP upgrade (hyper, axum): validate the request with
+/// [`Upgrade::from_request`], run [`Handler::on_upgrade`], send [`Upgrade::response`], then call this
+/// with the upgraded stream. The limits, keepalive and timeouts of `config` apply as on the
+/// crate's own [`Server`](crate::ws::Server).
+///
+/// ```no_run
+/// use wsgrpc::ws::{handler_fn, serve_connection, Config, Message, SessionHandle, Upgrade};
+///
+/// # async fn example(io: tokio::net::TcpStream, request: http::Request<()>) {
+/// let echo = handler_fn(|session: SessionHandle, message: Message| async move {
+///     session.send(message).await
+/// });
+/// // `request` arrived on `io`, and the 101 from `Upgrade::response` has been sent.
+/// let upgrade = Upgrade::from_request(request, None).expect("a websocket upgrade request");
+/// let reason = serve_connection(io, upgrade, &echo, &Config::default()).await;
+/// println!("closed: {reason}");
+/// # }
+/// ```
+pub async fn serve_connection<S, H>(
+    io: S,
+    upgrade: Upgrade,
+    handler: &H,
+    config: &Config,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    run(io, Vec::new(), upgrade, handler, config, None).await
+}
+
+/// The body of every connection: [`serve_connection`] plus what the server adds, bytes read past the
+/// request head and a shutdown signal.
+pub(crate) async fn run<S, H>(
+    io: S,
+    read_ahead: Vec<u8>,
+    upgrade: Upgrade,
+    handler: &H,
+    config: &Config,
+    shutdown: Option<oneshot::Receiver<()>>,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
+    let (mut session, outgoing) = Session::new(
+        request,
+        peer_addr,
+        protocol,
+        extensions,
+        config.outgoing_queue,
+    );
+    let ws = if read_ahead.is_empty() {
+        WebSocketContext::new(Role::Server, Some(config.websocket_config()))
+    } else {
+        WebSocketContext::from_partially_read(
+            read_ahead,
+            Role::Server,
+            Some(config.websocket_config()),
+        )
+    };
+    let mut connection = Connection {
+        io,
+        ws,
+        outgoing,
+        flush_pending: false,
+        closing: None,
+        inbound_frames: 0,
+        shutdown,
+        timers: Timers::new(config),
+        config,
+    };
+    tracing::debug!(id = %session.id(), path = session.path(), "websocket connection opened");
+
+    let mut end = match connection
+        .handle(contain(handler.on_open(&mut session)))
+        .await
+    {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(handler_failed(error)),
+        Err(end) => Some(end),
+    };
+    while end.is_none() {
+        end = match connection.next_event().await {
+            Event::Message(message) => match connection
+                .handle(contain(handler.on_message(&mut session, message)))
+                .await
+            {
+                Ok(Ok(())) => connection.closing.clone().map(End::Close),
+                Ok(Err(error)) => Some(handler_failed(error)),
+                Err(end) => Some(end),
+            },
+            Event::End(end) => Some(end),
+        };
+    }
+    let reason = match end {
+        Some(end) => connection.finish(end).await,
+        None => unreachable!("the loop only ends with an end"),
+    };
+    tracing::debug!(id = %session.id(), %reason, "websocket connection closed");
+    if let Err(error) = contain(handler.on_close(&mut session, reason.clone()).map(Ok)).await {
+        tracing::error!(id = %session.id(), error = %error, "on_close failed");
+    }
+    reason
+}
+
+/// Runs a handler hook, turning a panic into [`Error::HandlerPanic`] so only this connection pays.
+async fn contain<T>(hook: impl Future<Output = crate::Result<T>>) -> crate::Result<T> {
+    match AssertUnwindSafe(hook).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            Err(Error::HandlerPanic(message))
+        }
+    }
+}
+
+fn handler_failed(error: Error) -> End {
+    match error {
+        // The handler only saw that its own connection is going away; not a handler fault.
+        Error::ConnectionClosed => End::Close(close_frame(CloseCode::Normal, "")),
+        Error::HandlerPanic(panic) => {
+            tracing::error!(panic = %panic, "websocket handler panicked; closing its connection with 1011");
+            End::Close(close_frame(CloseCode::Error, "handler panicked"))
+        }
+        error => {
+            tracing::warn!(error = %error, source = ?std::error::Error::source(&error), "websocket handler failed; closing with 1011");
+            End::Close(close_frame(error.close_code(), "handler error"))
+        }
+    }
+}
+
+fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }
+}
+
+/// What the waiting phase produced.
+enum Event {
+    Message(Message),
+    End(End),
+}
+
+/// How a connection ends, which decides what is still sent and awaited.
+#[derive(Debug)]
+enum End {
+    /// The peer sent a close frame; tungstenite has queued the echo.
+    PeerClosed(Option<CloseFrame>),
+    /// This side closes with a handshake: send the frame (unless already sent) and wait a bounded
+    /// time for the peer's reply.
+    Close(CloseFrame),
+    /// The peer broke the protocol: send the frame, stop writing, and drain input for a while so the
+    /// peer reads the frame instead of a reset (RFC 6455 section 7.1.7, "fail the connection").
+    Fail(CloseFrame),
+    /// The transport is gone or hopeless: no more I/O.
+    Abort(CloseReason),
+}
+
+fn abnormal(reason: &'static str) -> End {
+    End::Abort(CloseReason::new(
+        CloseCode::Abnormal,
+        Utf8Bytes::from_static(reason),
+        ClosedBy::Peer,
+    ))
+}
+
+/// Maps a read or write error of tungstenite to how the connection ends.
+fn end_for(error: tungstenite::Error) -> End {
+    use tungstenite::error::{Error as Ws, ProtocolError};
+    match error {
+        Ws::ConnectionClosed | Ws::AlreadyClosed => abnormal("connection closed"),
+        Ws::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            abnormal("closed without a close frame")
+        }
+        Ws::Io(error) => {
+            tracing::debug!(%error, "websocket transport error");
+            abnormal("transport error")
+        }
+        error => {
+            let error = Error::from(error);
+            let code = error.close_code();
+            tracing::debug!(%error, source = ?std::error::Error::source(&error), code = u16::from(code), "websocket protocol error");
+            let reason = match code {
+                CloseCode::Invalid => "invalid utf-8",
+                CloseCode::Size => "message too big",
+                CloseCode::Protocol => "protocol error",
+                _ => "internal error",
+            };
+            End::Fail(close_frame(code, reason))
+        }
+    }
+}
+
+struct Connection<'c, S> {
+    io: S,
+    ws: WebSocketContext,
+    outgoing: mpsc::Receiver<Outgoing>,
+    /// Frames were handed to tungstenite and not yet flushed to the socket.
+    flush_pending: bool,
+    /// The close frame this side has sent, if it has.
+    closing: Option<CloseFrame>,
+    /// Frames of any kind received, for keepalive.
+    inbound_frames: u64,
+    shutdown: Option<oneshot::Receiver<()>>,
+    timers: Timers,
+    config: &'c Config,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
+    /// Waiting phase: returns the next message, or how the connection ends.
+    async fn next_event(&mut self) -> Event {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if let Err(end) = self.poll_write(cx) {
+            return Poll::Ready(Event::End(end));
+        }
+        if let Some(frame) = &self.closing {
+            return Poll::Ready(Event::End(End::Close(frame.clone())));
+        }
+        match self.poll_read(cx) {
+            Poll::Ready(Ok(message)) => return Poll::Ready(Event::Message(message)),
+            Poll::Ready(Err(end)) => return Poll::Ready(Event::End(end)),
+            Poll::Pending => {}
+        }
+        if let Some(shutdown) = &mut self.shutdown {
+            if Pin::new(shutdown).poll(cx).is_ready() {
+                self.shutdown = None;
+                return Poll::Ready(Event::End(End::Close(close_frame(
+                    CloseCode::Away,
+                    "server shutting down",
+                ))));
+            }
+        }
+        match self.timers.poll(cx, self.inbound_frames, false) {
+            Poll::Ready(TimerEvent::SendPing) => {
+                if let Err(end) = self.send_ping(cx) {
+                    return Poll::Ready(Event::End(end));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(TimerEvent::KeepaliveTimeout) => Poll::Ready(Event::End(End::Abort(
+                CloseReason::new(CloseCode::Abnormal, "keepalive timeout", ClosedBy::Peer),
+            ))),
+            Poll::Ready(TimerEvent::Idle) => Poll::Ready(Event::End(End::Close(close_frame(
+                CloseCode::Away,
+                "idle timeout",
+            )))),
+            Poll::Ready(TimerEvent::WriteStalled) => {
+                Poll::Ready(Event::End(abnormal("write timed out")))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Handling phase: runs a handler hook to completion while draining the outgoing queue.
+    async fn handle<T>(&mut self, hook: impl Future<Output = T>) -> Result<T, End> {
+        let mut hook = pin!(hook);
+        poll_fn(|cx| {
+            // A hook that sends a burst fills the queue; draining it right away lets the hook go on
+            // without a round trip through the scheduler.
+            for _ in 0..4 {
+                if let Poll::Ready(output) = hook.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(output));
+                }
+                match self.poll_write(cx) {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(end) => return Poll::Ready(Err(end)),
+                }
+            }
+            match self.timers.poll(cx, self.inbound_frames, true) {
+                Poll::Ready(TimerEvent::WriteStalled) => {
+                    Poll::Ready(Err(abnormal("write timed out")))
+                }
+                _ => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Reads the next data message, answering control frames on the way.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, End>> {
+        loop {
+            let result = self.ws.read(&mut SyncIo::new(&mut self.io, cx));
+            match result {
+                Ok(message) => {
+                    self.inbound_frames += 1;
+                    match message {
+                        tungstenite::Message::Text(text) => {
+                            self.timers.touch_idle();
+                            return Poll::Ready(Ok(Message::Text(text)));
+                        }
+                        tungstenite::Message::Binary(data) => {
+                            self.timers.touch_idle();
+                            return Poll::Ready(Ok(Message::Binary(data)));
+                        }
+                        tungstenite::Message::Close(frame) => {
+                            return Poll::Ready(Err(End::PeerClosed(frame)));
+                        }
+                        // tungstenite has queued the pong already; it goes out with the next write.
+                        tungstenite::Message::Ping(_) => self.flush_pending = true,
+                        tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => {}
+                    }
+                }
+                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return Poll::Pending;
+                }
+                Err(error) => return Poll::Ready(Err(end_for(error))),
+            }
+        }
+    }
+
+    /// Moves queued messages to the socket: encodes a batch, flushes once. Returns whether anything
+    /// was taken from the queue (so the caller may give a waiting sender another turn).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
+        let mut progressed = false;
+        for _ in 0..2 {
+            if self.flush_pending && !self.poll_flush(cx)? {
+                return Ok(progressed);
+            }
+            if self.closing.is_some() {
+                return Ok(progressed);
+            }
+            let mut batch = 0;
+            while batch < MAX_BATCH {
+                let message = match self.outgoing.poll_recv(cx) {
+                    Poll::Ready(Some(message)) => message,
+                    Poll::Ready(None) | Poll::Pending => break,
+                };
+                batch += 1;
+                if let tungstenite::Message::Close(frame) = message {
+                    self.start_close(
+                        cx,
+                        frame.unwrap_or_else(|| close_frame(CloseCode::Normal, "")),
+                    )?;
+                    break;
+                }
+                self.flush_pending = true;
+                match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
+                    Ok(()) => {}
+                    // Accepted into tungstenite's buffer, but the socket is full: flush, and take no
+                    // more until it drains.
+                    Err(tungstenite::Error::Io(error))
+                        if error.kind() == io::ErrorKind::WouldBlock =>
+                    {
+                        break;
+                    }
+                    Err(error) => return Err(end_for(error)),
+                }
+            }
+            if batch == 0 {
+                return Ok(progressed);
+            }
+            progressed = true;
+            self.timers.touch_idle();
+            if batch == MAX_BATCH {
+                // More may be queued: come back after the reader had its turn.
+                cx.waker().wake_by_ref();
+            }
+        }
+        if self.flush_pending {
+            self.poll_flush(cx)?;
+        }
+        Ok(progressed)
+    }
+
+    /// Flushes tungstenite's buffer. Returns whether it is empty now.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
+        match self.ws.flush(&mut SyncIo::new(&mut self.io, cx)) {
+            Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {
+                self.flush_pending = false;
+                self.timers.disarm_write_stall();
+                Ok(true)
+            }
+            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.timers.arm_write_stall();
+                Ok(false)
+            }
+            Err(error) => Err(end_for(error)),
+        }
+    }
+
+    fn send_ping(&mut self, cx: &mut Context<'_>) -> Result<(), End> {
+        self.flush_pending = true;
+        match self.ws.write(
+            &mut SyncIo::new(&mut self.io, cx),
+            tungstenite::Message::Ping(Default::default()),
+        ) {
+            Ok(()) => {}
+            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(end_for(error)),
+        }
+        self.poll_flush(cx).map(drop)
+    }
+
+    /// Sends this side's close frame after everything already written, and stops taking messages.
+    fn start_close(&mut self, cx: &mut Context<'_>, frame: CloseFrame) -> Result<(), End> {
+        self.outgoing.close();
+        if self.closing.is_some() || !self.ws.can_write() {
+            return Ok(());
+        }
+        self.closing = Some(frame.clone());
+        self.flush_pending = true;
+        match self
+            .ws
+            .close(&mut SyncIo::new(&mut self.io, cx), Some(frame))
+        {
+            Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {
+                self.flush_pending = false;
+                Ok(())
+            }
+            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                Ok(())
+            }
+            Err(error) => Err(end_for(error)),
+        }
+    }
+
+    /// Carries out the end of the connection, bounded by `close_timeout`, and says why it ended.
+    async fn finish(&mut self, end: End) -> CloseReason {
+        self.outgoing.close();
+        let close_timeout = self.config.close_timeout;
+        match end {
+            End::PeerClosed(frame) => {
+                // Drive out the echo tungstenite queued; the server then closes TCP first (RFC 6455
+                // section 7.1.1), which tungstenite reports as ConnectionClosed.
+                let _ =
+                    tokio::time::timeout(close_timeout, poll_fn(|cx| self.poll_flush_to_end(cx)))
+                        .await;
+                self.shutdown_write(close_timeout).await;
+                match frame {
+                    Some(frame) => CloseReason::new(frame.code, frame.reason, ClosedBy::Peer),
+                    None => CloseReason::new(CloseCode::Status, "", ClosedBy::Peer),
+                }
+            }
+            End::Close(frame) => {
+                let reason = CloseReason::new(frame.code, frame.reason.clone(), ClosedBy::Local);
+                let handshake = async {
+                    if poll_fn(|cx| Poll::Ready(self.start_close(cx, frame.clone())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // Discard whatever the peer still sends until its close frame arrives.
+                    poll_fn(|cx| self.poll_until_closed(cx)).await;
+                };
+                if tokio::time::timeout(close_timeout, handshake)
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("peer did not answer the close frame in time");
+                }
+                self.shutdown_write(close_timeout).await;
+                reason
+            }
+            End::Fail(frame) => {
+                let reason = CloseReason::new(frame.code, frame.reason.clone(), ClosedBy::Local);
+                let deadline = Instant::now() + close_timeout;
+                let sent = async {
+                    if poll_fn(|cx| Poll::Ready(self.start_close(cx, frame.clone())))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = poll_fn(|cx| self.poll_flush_to_end(cx)).await;
+                    }
+                };
+                let _ = tokio::time::timeout_at(deadline, sent).await;
+                self.shutdown_write(close_timeout).await;
+                self.linger(deadline).await;
+                reason
+            }
+            End::Abort(reason) => reason,
+        }
+    }
+
+    /// Flushes until tungstenite's buffer is empty or the connection is terminated.
+    fn poll_flush_to_end(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        match self.poll_flush(cx) {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => Poll::Pending,
+            Err(end) => Poll::Ready(Err(end)),
+        }
+    }
+
+    /// Reads and discards until the close handshake completes or the transport ends.
+    fn poll_until_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self.ws.read(&mut SyncIo::new(&mut self.io, cx)) {
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return Poll::Pending;
+                }
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
+
+    async fn shutdown_write(&mut self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.io.shutdown()).await;
+    }
+
+    /// Reads and discards raw input until the peer closes or `deadline` passes.
+    async fn linger(&mut self, deadline: Instant) {
+        let mut scratch = [0u8; 1024];
+        let drain = async {
+            while let Ok(read) = self.io.read(&mut scratch).await {
+                if read == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, drain).await;
+    }
+}
+
+/// What a connection's timers ask for.
+#[derive(Debug, PartialEq, Eq)]
+enum TimerEvent {
+    SendPing,
+    KeepaliveTimeout,
+    Idle,
+    WriteStalled,
+}
+
+/// Keepalive, idle and write-stall deadlines, sharing one timer entry per connection.
+///
+/// Activity does not touch the timer: the keepalive compares a frame counter at each tick, and the
+/// idle deadline is recomputed when the timer fires. A busy connection therefore pays no timer
+/// bookkeeping per message.
+struct Timers {
+    sleep: Pin<Box<Sleep>>,
+    keepalive: Option<Keepalive>,
+    idle: Option<Idle>,
+    write_timeout: Duration,
+    write_stall_deadline: Option<Instant>,
+}
+
+struct Keepalive {
+    interval: Duration,
+    next_tick: Instant,
+    frames_seen: u64,
+    ping_outstanding: bool,
+}
+
+struct Idle {
+    timeout: Duration,
+    last_activity: Instant,
+}
+
+impl Timers {
+    fn new(config: &Config) -> Self {
+        let now = Instant::now();
+        let keepalive = config
+            .ping_interval
+            .filter(|interval| !interval.is_zero())
+            .map(|interval| Keepalive {
+                interval,
+                next_tick: now + interval,
+                frames_seen: 0,
+                ping_outstanding: false,
+            });
+        let idle = config.idle_timeout.map(|timeout| Idle {
+            timeout,
+            last_activity: now,
+        });
+        let mut timers = Timers {
+            sleep: Box::pin(tokio::time::sleep_until(now)),
+            keepalive,
+            idle,
+            write_timeout: config.write_timeout,
+            write_stall_deadline: None,
+        };
+        let first = timers.next_deadline(now);
+        timers.sleep.as_mut().reset(first);
+        timers
+    }
+
+    fn next_deadline(&self, now: Instant) -> Instant {
+        // Far enough to never fire, near enough not to overflow the timer wheel.
+        let mut next = now + Duration::from_secs(86_400 * 365);
+        if let Some(keepalive) = &self.keepalive {
+            next = next.min(keepalive.next_tick);
+        }
+        if let Some(idle) = &self.idle {
+            next = next.min(idle.last_activity + idle.timeout);
+        }
+        if let Some(deadline) = self.write_stall_deadline {
+            next = next.min(deadline);
+        }
+        next
+    }
+
+    fn touch_idle(&mut self) {
+        if let Some(idle) = &mut self.idle {
+            idle.last_activity = Instant::now();
+        }
+    }
+
+    fn arm_write_stall(&mut self) {
+        if self.write_stall_deadline.is_none() {
+            let deadline = Instant::now() + self.write_timeout;
+            self.write_stall_deadline = Some(deadline);
+            if deadline < self.sleep.deadline() {
+                self.sleep.as_mut().reset(deadline);
+            }
+        }
+    }
+
+    fn disarm_write_stall(&mut self) {
+        self.write_stall_deadline = None;
+    }
+
+    /// Polls the timer. `busy` means a handler is running on a message the peer sent, which counts
+    /// as activity for keepalive and idle alike.
+    fn poll(&mut self, cx: &mut Context<'_>, inbound_frames: u64, busy: bool) -> Poll<TimerEvent> {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            let mut event = None;
+            if self
+                .write_stall_deadline
+                .is_some_and(|deadline| now >= deadline)
+            {
+                return Poll::Ready(TimerEvent::WriteStalled);
+            }
+            if let Some(keepalive) = &mut self.keepalive {
+                if now >= keepalive.next_tick {
+                    keepalive.next_tick = now + keepalive.interval;
+                    if busy || inbound_frames != keepalive.frames_seen {
+                        keepalive.frames_seen = inbound_frames;
+                        keepalive.ping_outstanding = false;
+                    } else if keepalive.ping_outstanding {
+                        event = Some(TimerEvent::KeepaliveTimeout);
+                    } else {
+                        keepalive.ping_outstanding = true;
+                        event = Some(TimerEvent::SendPing);
+                    }
+                }
+            }
+            if let Some(idle) = &mut self.idle {
+                if busy {
+                    idle.last_activity = now;
+                } else if now >= idle.last_activity + idle.timeout {
+                    event = event.or(Some(TimerEvent::Idle));
+                }
+            }
+            let next = self.next_deadline(now);
+            self.sleep.as_mut().reset(next);
+            if let Some(event) = event {
+                return Poll::Ready(event);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ping: Option<u64>, idle: Option<u64>) -> Config {
+        Config::default()
+            .ping_interval(ping.map(Duration::from_secs))
+            .idle_timeout(idle.map(Duration::from_secs))
+    }
+
+    async fn next_event(timers: &mut Timers, frames: u64) -> TimerEvent {
+        poll_fn(|cx| timers.poll(cx, frames, false)).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_pings_a_quiet_peer_then_gives_up() {
+        let mut timers = Timers::new(&config(Some(30), None));
+        let start = Instant::now();
+        assert_eq!(next_event(&mut timers, 0).await, TimerEvent::SendPing);
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+        assert_eq!(
+            next_event(&mut timers, 0).await,
+            TimerEvent::KeepaliveTimeout
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pong_keeps_the_connection_alive() {
+        let mut timers = Timers::new(&config(Some(30), None));
+        assert_eq!(next_event(&mut timers, 0).await, TimerEvent::SendPing);
+        // The pong arrived (frame count moved): the next tick is quiet, the one after pings again.
+        let start = Instant::now();
+        assert_eq!(next_event(&mut timers, 1).await, TimerEvent::SendPing);
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_deadline_moves_with_activity() {
+        let mut timers = Timers::new(&config(None, Some(10)));
+        let start = Instant::now();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        timers.touch_idle();
+        assert_eq!(next_event(&mut timers, 0).await, TimerEvent::Idle);
+        assert_eq!(start.elapsed(), Duration::from_secs(16));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn write_stall_fires_only_while_armed() {
+        let mut timers = Timers::new(&config(None, None).write_timeout(Duration::from_secs(5)));
+        timers.arm_write_stall();
+        timers.disarm_write_stall();
+        timers.arm_write_stall();
+        let start = Instant::now();
+        assert_eq!(next_event(&mut timers, 0).await, TimerEvent::WriteStalled);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,271 @@
+//! One WebSocket connection as a handler sees it.
+//!
+//! A [`Session`] is handed to every hook of a [`Handler`](crate::ws::Handler) by `&mut`: it carries
+//! the connection's identity (id, peer address, the upgrade request), its typed per-connection
+//! [`Extensions`], and the sending side of the connection's **bounded** outgoing queue. A
+//! [`SessionHandle`] is the cloneable part of it, for other tasks (a broadcast hub, a timer, a
+//! database listener) that push messages into the connection.
+//!
+//! Backpressure: the queue holds at most [`Config::outgoing_queue`](crate::ws::Config::outgoing_queue)
+//! messages. When a peer reads slowly, [`Session::send`] waits for room, and while a handler waits
+//! the connection reads nothing more from that peer, so a slow reader slows its own connection down
+//! instead of growing server memory.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderMap, Request};
+use tokio::sync::mpsc;
+use tungstenite::protocol::CloseFrame;
+
+use crate::error::{Error, Result};
+use crate::ws::Extensions;
+use crate::ws::message::{CloseCode, Message, Utf8Bytes, fit_close_reason};
+
+/// A process-wide unique connection id, assigned in accept order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the connection's writer takes from the queue.
+pub(crate) type Outgoing = tungstenite::Message;
+
+/// The identity of a connection, shared by its session and all its handles.
+#[derive(Debug)]
+struct Identity {
+    id: ConnectionId,
+    peer_addr: Option<SocketAddr>,
+    request: Request<()>,
+    protocol: Option<http::HeaderValue>,
+}
+
+/// A cloneable handle that sends into one connection from any task.
+///
+/// Sending never grows memory without bound: the queue is bounded, [`send`](Self::send) waits for
+/// room and [`try_send`](Self::try_send) fails with [`Error::QueueFull`]. Once the connection is
+/// gone, both fail with [`Error::ConnectionClosed`].
+#[derive(Clone)]
+pub struct SessionHandle {
+    identity: Arc<Identity>,
+    outgoing: mpsc::Sender<Outgoing>,
+}
+
+impl SessionHandle {
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.identity.id
+    }
+
+    /// The peer's address, when the transport has one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.identity.peer_addr
+    }
+
+    /// The upgrade request the connection started with.
+    pub fn request(&self) -> &Request<()> {
+        &self.identity.request
+    }
+
+    /// The upgrade request's path.
+    pub fn path(&self) -> &str {
+        self.identity.request.uri().path()
+    }
+
+    /// The upgrade request's query string without `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.identity.request.uri().query()
+    }
+
+    /// The upgrade request's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.identity.request.headers()
+    }
+
+    /// The subprotocol chosen at upgrade time, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.identity
+            .protocol
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+    }
+
+    /// Queues a message, waiting while the queue is full.
+    pub async fn send(&self, message: impl Into<Message>) -> Result<()> {
+        let message: Message = message.into();
+        self.outgoing
+            .send(message.into())
+            .await
+            .map_err(|_| Error::ConnectionClosed)
+    }
+
+    /// Queues a message if there is room right now.
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<()> {
+        let message: Message = message.into();
+        self.outgoing
+            .try_send(message.into())
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => Error::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => Error::ConnectionClosed,
+            })
+    }
+
+    /// Starts the closing handshake after the messages already queued.
+    ///
+    /// `reason` is cut to the 123 bytes a close frame can carry. Sending after this fails with
+    /// [`Error::ConnectionClosed`]. [`Handler::on_close`](crate::ws::Handler::on_close) runs once the
+    /// peer answers or [`Config::close_timeout`](crate::ws::Config::close_timeout) passes.
+    pub async fn close(&self, code: CloseCode, reason: impl Into<Utf8Bytes>) -> Result<()> {
+        let frame = CloseFrame {
+            code,
+            reason: fit_close_reason(reason.into()),
+        };
+        self.outgoing
+            .send(tungstenite::Message::Close(Some(frame)))
+            .await
+            .map_err(|_| Error::ConnectionClosed)
+    }
+
+    /// Whether the connection has stopped taking messages.
+    pub fn is_closed(&self) -> bool {
+        self.outgoing.is_closed()
+    }
+
+    /// Free room in the outgoing queue right now.
+    pub fn capacity(&self) -> usize {
+        self.outgoing.capacity()
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.identity.id)
+            .field("peer_addr", &self.identity.peer_addr)
+            .field("path", &self.path())
+            .finish()
+    }
+}
+
+/// One WebSocket connection, as its handler sees it.
+#[derive(Debug)]
+pub struct Session {
+    handle: SessionHandle,
+    extensions: Extensions,
+}
+
+impl Session {
+    /// Creates a session and the receiving end of its outgoing queue.
+    pub(crate) fn new(
+        request: Request<()>,
+        peer_addr: Option<SocketAddr>,
+        protocol: Option<http::HeaderValue>,
+        extensions: Extensions,
+        queue_bound: usize,
+    ) -> (Session, mpsc::Receiver<Outgoing>) {
+        let (outgoing, receiver) = mpsc::channel(queue_bound.max(1));
+        let identity = Arc::new(Identity {
+            id: ConnectionId::next(),
+            peer_addr,
+            request,
+            protocol,
+        });
+        (
+            Session {
+                handle: SessionHandle { identity, outgoing },
+                extensions,
+            },
+            receiver,
+        )
+    }
+
+    /// A cloneable handle for sending into this connection from other tasks.
+    pub fn handle(&self) -> SessionHandle {
+        self.handle.clone()
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.handle.id()
+    }
+
+    /// The peer's address, when the transport has one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.handle.peer_addr()
+    }
+
+    /// The upgrade request the connection started with.
+    pub fn request(&self) -> &Request<()> {
+        self.handle.request()
+    }
+
+    /// The upgrade request's path.
+    pub fn path(&self) -> &str {
+        self.handle.path()
+    }
+
+    /// The upgrade request's query string without `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.handle.query()
+    }
+
+    /// The upgrade request's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.handle.headers()
+    }
+
+    /// The subprotocol chosen at upgrade time, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.handle.protocol()
+    }
+
+    /// Typed per-connection values: what guards attached at upgrade time, and the handler's own
+    /// state.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Typed per-connection values, mutably.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// Queues a message, waiting while the bounded queue is full (see the module docs).
+    pub async fn send(&self, message: impl Into<Message>) -> Result<()> {
+        self.handle.send(message).await
+    }
+
+    /// Queues a message if there is room right now, else fails with [`Error::QueueFull`].
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<()> {
+        self.handle.try_send(message)
+    }
+
+    /// Starts the closing handshake after the messages already queued; see
+    /// [`SessionHandle::close`].
+    pub async fn close(&self, code: CloseCode, reason: impl Into<Utf8Bytes>) -> Result<()> {
+        self.handle.close(code, reason).await
+    }
+
+    /// Whether the connection has stopped taking messages.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
