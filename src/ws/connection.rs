@@ -277,14 +277,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             Poll::Ready(Err(end)) => return Poll::Ready(Event::End(end)),
             Poll::Pending => {}
         }
-        if let Some(shutdown) = &mut self.shutdown {
-            if Pin::new(shutdown).poll(cx).is_ready() {
-                self.shutdown = None;
-                return Poll::Ready(Event::End(End::Close(close_frame(
-                    CloseCode::Away,
-                    "server shutting down",
-                ))));
-            }
+        if let Some(shutdown) = &mut self.shutdown
+            && Pin::new(shutdown).poll(cx).is_ready()
+        {
+            self.shutdown = None;
+            return Poll::Ready(Event::End(End::Close(close_frame(
+                CloseCode::Away,
+                "server shutting down",
+            ))));
         }
         match self.timers.poll(cx, self.inbound_frames, false) {
             Poll::Ready(TimerEvent::SendPing) => {
@@ -681,18 +681,18 @@ impl Timers {
             {
                 return Poll::Ready(TimerEvent::WriteStalled);
             }
-            if let Some(keepalive) = &mut self.keepalive {
-                if now >= keepalive.next_tick {
-                    keepalive.next_tick = now + keepalive.interval;
-                    if busy || inbound_frames != keepalive.frames_seen {
-                        keepalive.frames_seen = inbound_frames;
-                        keepalive.ping_outstanding = false;
-                    } else if keepalive.ping_outstanding {
-                        event = Some(TimerEvent::KeepaliveTimeout);
-                    } else {
-                        keepalive.ping_outstanding = true;
-                        event = Some(TimerEvent::SendPing);
-                    }
+            if let Some(keepalive) = &mut self.keepalive
+                && now >= keepalive.next_tick
+            {
+                keepalive.next_tick = now + keepalive.interval;
+                if busy || inbound_frames != keepalive.frames_seen {
+                    keepalive.frames_seen = inbound_frames;
+                    keepalive.ping_outstanding = false;
+                } else if keepalive.ping_outstanding {
+                    event = Some(TimerEvent::KeepaliveTimeout);
+                } else {
+                    keepalive.ping_outstanding = true;
+                    event = Some(TimerEvent::SendPing);
                 }
             }
             if let Some(idle) = &mut self.idle {

@@ -95,7 +95,10 @@ impl Server {
     }
 
     /// Serves `handler` until `signal` completes (or [`ServerHandle::shutdown`] is called), then
-    /// shuts down gracefully as described in the [module docs](self).
+    /// shuts down gracefully: stop accepting, send close 1001 to every open connection, wait up to
+    /// [`Config::shutdown_timeout`] for their close handshakes and `on_close` hooks, then drop what
+    /// is left (those connections' `on_close` does not run). Keep `shutdown_timeout` above
+    /// [`Config::close_timeout`] so a slow peer cannot cut the others' handshakes short.
     pub async fn serve_with_shutdown<H, F>(self, handler: H, signal: F) -> Result<()>
     where
         H: Handler,

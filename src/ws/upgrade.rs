@@ -157,6 +157,12 @@ impl Upgrade {
 /// An HTTP response refusing an upgrade, sent instead of `101`.
 #[derive(Debug, Clone)]
 pub struct Rejection {
+    // Boxed: a rejection is the rare path, and a small `Err` keeps every `Result` it rides in small.
+    inner: Box<RejectionParts>,
+}
+
+#[derive(Debug, Clone)]
+struct RejectionParts {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -170,39 +176,47 @@ impl Rejection {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        let body = body.into();
         Rejection {
-            status,
-            headers,
-            body: body.into(),
+            inner: Box::new(RejectionParts {
+                status,
+                headers,
+                body,
+            }),
         }
     }
 
     /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
+        self.inner.headers.append(name, value);
         self
     }
 
     /// The status code.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.inner.status
     }
 
     /// The response headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.inner.headers
     }
 
     /// The response body.
     pub fn body(&self) -> &Bytes {
-        &self.body
+        &self.inner.body
     }
 
     /// Converts into an `http::Response`, for servers built on hyper or axum.
     pub fn into_response(self) -> Response<Bytes> {
-        let mut response = Response::new(self.body);
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
+        let RejectionParts {
+            status,
+            headers,
+            body,
+        } = *self.inner;
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         response
     }
 }

@@ -46,6 +46,10 @@ impl TestServer {
 }
 
 pub async fn start<H: Handler>(handler: H, config: Config) -> TestServer {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let server = Server::bind("127.0.0.1:0")
         .await
         .expect("bind")
@@ -80,14 +84,22 @@ pub async fn next_data(client: &mut Client) -> WsMessage {
     }
 }
 
-/// Reads until the server's close frame and returns it; data messages before it are skipped.
+/// Reads until the server's close frame, completes the close handshake, and returns the frame;
+/// data messages before it are skipped.
 pub async fn expect_close(client: &mut Client) -> CloseFrame {
     loop {
         let message = tokio::time::timeout(WAIT, client.next())
             .await
             .expect("close in time");
         match message {
-            Some(Ok(WsMessage::Close(Some(frame)))) => return frame,
+            Some(Ok(WsMessage::Close(Some(frame)))) => {
+                // Polling on sends tungstenite's queued reply, as a browser would, and waits for
+                // the server to hang up.
+                tokio::time::timeout(WAIT, async { while client.next().await.is_some() {} })
+                    .await
+                    .expect("server ends the connection after the close handshake");
+                return frame;
+            }
             Some(Ok(WsMessage::Close(None))) => panic!("close frame without a code"),
             Some(Ok(_)) => continue,
             Some(Err(error)) => panic!("error instead of a close frame: {error}"),
