@@ -41,3 +41,8 @@ pub mod ws;
 
 pub use error::{BoxError, Error, Result};
 pub use shutdown::shutdown_signal;
+
+/// Compiles the README's Rust examples as doctests, so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
