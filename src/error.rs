@@ -66,6 +66,37 @@ pub enum Error {
     /// The address to bind or connect to could not be used.
     #[error("invalid address `{0}`")]
     InvalidAddress(String),
+
+    /// A client URL was not a usable `ws://` or `wss://` URL.
+    #[error("invalid websocket url `{0}`")]
+    InvalidUrl(String),
+
+    /// A header name or value given to a builder was not valid HTTP.
+    #[error("invalid header `{0}`")]
+    InvalidHeader(String),
+
+    /// The server answered the upgrade request with an HTTP status instead of `101`.
+    #[error("server refused the websocket upgrade with {status}")]
+    Refused {
+        /// The status the server answered with.
+        status: http::StatusCode,
+    },
+
+    /// Connecting (TCP, TLS and the upgrade) took longer than allowed.
+    #[error("connecting timed out after {0:?}")]
+    ConnectTimeout(Duration),
+
+    /// The client is disconnected and its policy is to fail sends rather than buffer them.
+    #[error("not connected")]
+    NotConnected,
+
+    /// An operation did not complete within its deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// TLS could not be set up (a bad certificate or key, or `wss://` without the `tls` feature).
+    #[error("tls setup failed: {0}")]
+    Tls(String),
 }
 
 impl Error {

@@ -34,6 +34,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod client;
 mod error;
 pub mod grpc;
 mod shutdown;

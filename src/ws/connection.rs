@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt;
+use futures::future::Fuse;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
@@ -72,39 +73,97 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     H: Handler,
 {
-    run(io, Vec::new(), upgrade, handler, config, None).await
-}
-
-/// The body of every connection: [`serve_connection`] plus what the server adds, bytes read past the
-/// request head and a shutdown signal.
-pub(crate) async fn run<S, H>(
-    io: S,
-    read_ahead: Vec<u8>,
-    upgrade: Upgrade,
-    handler: &H,
-    config: &Config,
-    shutdown: Option<oneshot::Receiver<()>>,
-) -> CloseReason
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-    H: Handler,
-{
     let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
-    let (mut session, outgoing) = Session::new(
+    let (session, outgoing) = Session::new(
         request,
         peer_addr,
         protocol,
         extensions,
         config.outgoing_queue,
     );
+    let link = Link {
+        role: Role::Server,
+        session,
+        outgoing: Queue::Owned(outgoing),
+        read_ahead: Vec::new(),
+        shutdown: None,
+        shutdown_frame: SERVER_SHUTDOWN,
+    };
+    run(io, link, handler, config).await
+}
+
+/// What every connection gets when its server shuts down.
+pub(crate) const SERVER_SHUTDOWN: CloseFrame = CloseFrame {
+    code: CloseCode::Away,
+    reason: Utf8Bytes::from_static("server shutting down"),
+};
+
+/// The receiving end of a connection's outgoing queue.
+pub(crate) enum Queue<'q> {
+    /// A server connection's queue lives and dies with the connection.
+    Owned(mpsc::Receiver<Outgoing>),
+    /// A reconnecting client's queue outlives each connection, so that what is sent while
+    /// disconnected waits (bounded) for the next one. Only an explicit close ends it.
+    Shared(&'q mut mpsc::Receiver<Outgoing>),
+}
+
+impl Queue<'_> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
+        match self {
+            Queue::Owned(receiver) => receiver.poll_recv(cx),
+            Queue::Shared(receiver) => receiver.poll_recv(cx),
+        }
+    }
+
+    /// Refuses further messages for good: a close was requested.
+    fn close(&mut self) {
+        match self {
+            Queue::Owned(receiver) => receiver.close(),
+            Queue::Shared(receiver) => receiver.close(),
+        }
+    }
+
+    /// The connection is over: an owned queue refuses further messages, a shared one keeps
+    /// buffering for the next connection.
+    fn connection_ended(&mut self) {
+        if let Queue::Owned(receiver) = self {
+            receiver.close();
+        }
+    }
+}
+
+/// Everything a connection's task needs besides the stream, the handler and the limits.
+pub(crate) struct Link<'q> {
+    /// Server or client: decides masking and who closes TCP first.
+    pub(crate) role: Role,
+    pub(crate) session: Session,
+    pub(crate) outgoing: Queue<'q>,
+    /// Bytes that arrived after the HTTP head, already part of the WebSocket stream.
+    pub(crate) read_ahead: Vec<u8>,
+    /// Fires (or its sender is dropped) when this side should close with `shutdown_frame`.
+    /// Fused, so an owner that reuses it across connections can tell it already fired.
+    pub(crate) shutdown: Option<&'q mut Fuse<oneshot::Receiver<()>>>,
+    pub(crate) shutdown_frame: CloseFrame,
+}
+
+/// The body of every connection, server or client side: open, messages, close.
+pub(crate) async fn run<S, H>(io: S, link: Link<'_>, handler: &H, config: &Config) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    let Link {
+        role,
+        mut session,
+        outgoing,
+        read_ahead,
+        shutdown,
+        shutdown_frame,
+    } = link;
     let ws = if read_ahead.is_empty() {
-        WebSocketContext::new(Role::Server, Some(config.websocket_config()))
+        WebSocketContext::new(role, Some(config.websocket_config()))
     } else {
-        WebSocketContext::from_partially_read(
-            read_ahead,
-            Role::Server,
-            Some(config.websocket_config()),
-        )
+        WebSocketContext::from_partially_read(read_ahead, role, Some(config.websocket_config()))
     };
     let mut connection = Connection {
         io,
@@ -114,6 +173,7 @@ where
         closing: None,
         inbound_frames: 0,
         shutdown,
+        shutdown_frame,
         timers: Timers::new(config),
         config,
     };
@@ -244,22 +304,23 @@ fn end_for(error: tungstenite::Error) -> End {
     }
 }
 
-struct Connection<'c, S> {
+struct Connection<'c, 'q, S> {
     io: S,
     ws: WebSocketContext,
-    outgoing: mpsc::Receiver<Outgoing>,
+    outgoing: Queue<'q>,
     /// Frames were handed to tungstenite and not yet flushed to the socket.
     flush_pending: bool,
     /// The close frame this side has sent, if it has.
     closing: Option<CloseFrame>,
     /// Frames of any kind received, for keepalive.
     inbound_frames: u64,
-    shutdown: Option<oneshot::Receiver<()>>,
+    shutdown: Option<&'q mut Fuse<oneshot::Receiver<()>>>,
+    shutdown_frame: CloseFrame,
     timers: Timers,
     config: &'c Config,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
     /// Waiting phase: returns the next message, or how the connection ends.
     async fn next_event(&mut self) -> Event {
         poll_fn(|cx| self.poll_event(cx)).await
@@ -278,13 +339,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             Poll::Pending => {}
         }
         if let Some(shutdown) = &mut self.shutdown
-            && Pin::new(shutdown).poll(cx).is_ready()
+            && Pin::new(&mut **shutdown).poll(cx).is_ready()
         {
             self.shutdown = None;
-            return Poll::Ready(Event::End(End::Close(close_frame(
-                CloseCode::Away,
-                "server shutting down",
-            ))));
+            return Poll::Ready(Event::End(End::Close(self.shutdown_frame.clone())));
         }
         match self.timers.poll(cx, self.inbound_frames, false) {
             Poll::Ready(TimerEvent::SendPing) => {
@@ -473,7 +531,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
 
     /// Carries out the end of the connection, bounded by `close_timeout`, and says why it ended.
     async fn finish(&mut self, end: End) -> CloseReason {
-        self.outgoing.close();
+        self.outgoing.connection_ended();
         let close_timeout = self.config.close_timeout;
         match end {
             End::PeerClosed(frame) => {

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::ws::Rejection;
 
 /// Headers beyond this many get `431` (as hyper's default).
-const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 
 /// Why a request head could not be read.
 #[derive(Debug)]
@@ -35,12 +35,24 @@ pub(crate) async fn read_request<S>(
 where
     S: AsyncRead + Unpin,
 {
+    read_head(io, max_head_size, parse).await
+}
+
+/// Reads from `io` until `parse` recognises a complete head, within `max_head_size` bytes.
+pub(crate) async fn read_head<S, T>(
+    io: &mut S,
+    max_head_size: usize,
+    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, HeadError>,
+) -> Result<(T, Vec<u8>), HeadError>
+where
+    S: AsyncRead + Unpin,
+{
     let mut buffer = BytesMut::with_capacity(1024.min(max_head_size.max(64)));
     loop {
         if buffer.len() >= max_head_size {
             return Err(HeadError::Reject(Rejection::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "request head too large\n",
+                "http head too large\n",
             )));
         }
         let room = max_head_size - buffer.len();
@@ -52,13 +64,13 @@ where
         if read == 0 {
             return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into()));
         }
-        if let Some((request, head_len)) = parse(&buffer)? {
-            return Ok((request, buffer[head_len..].to_vec()));
+        if let Some((head, head_len)) = parse(&buffer)? {
+            return Ok((head, buffer[head_len..].to_vec()));
         }
     }
 }
 
-fn bad_request(body: &'static str) -> HeadError {
+pub(crate) fn bad_request(body: &'static str) -> HeadError {
     HeadError::Reject(Rejection::new(StatusCode::BAD_REQUEST, body))
 }
 

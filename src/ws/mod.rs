@@ -46,15 +46,15 @@
 //! | peer answered no ping within [`Config::ping_interval`] | dropped; `on_close` sees 1006 |
 
 mod config;
-mod connection;
+pub(crate) mod connection;
 mod extensions;
 mod handler;
-mod handshake;
+pub(crate) mod handshake;
 mod io;
 mod layer;
-mod message;
+pub(crate) mod message;
 mod server;
-mod session;
+pub(crate) mod session;
 mod upgrade;
 
 pub use config::Config;

@@ -28,26 +28,38 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::error::Result;
-use crate::ws::connection::run;
+use crate::ws::connection::{Link, Queue, SERVER_SHUTDOWN, run};
 use crate::ws::handshake::{HeadError, read_request, write_rejection, write_response};
-use crate::ws::{Config, Handler, Rejection, Upgrade};
+use crate::ws::{Config, Handler, Rejection, Session, Upgrade};
+use tungstenite::protocol::Role;
 
 /// Refusals (503 at capacity, and the handshake errors of those) answered at once; sockets beyond
 /// this are closed without an answer, so a flood cannot turn refusals into unbounded tasks.
 const MAX_CONCURRENT_REFUSALS: usize = 128;
 
 /// A WebSocket server bound to a TCP listener.
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: Config,
+    tls: Option<Tls>,
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -64,6 +76,7 @@ impl Server {
             listener,
             local_addr,
             config: Config::default(),
+            tls: None,
             shared: Arc::new(Shared::new()),
         })
     }
@@ -72,6 +85,15 @@ impl Server {
     #[must_use]
     pub fn with_config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Serves `wss://`: every accepted connection does a TLS handshake (within
+    /// [`Config::handshake_timeout`]) before the upgrade.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
         self
     }
 
@@ -108,6 +130,7 @@ impl Server {
             listener,
             local_addr,
             config,
+            tls,
             shared,
         } = self;
         let handler = Arc::new(handler);
@@ -129,7 +152,7 @@ impl Server {
                             refuse_at_capacity(stream, &config, &refusals, &mut tasks);
                         } else {
                             let guard = shared.connection_opened();
-                            tasks.spawn(connection(stream, peer, handler.clone(), config.clone(), guard));
+                            tasks.spawn(connection(stream, peer, handler.clone(), config.clone(), tls.clone(), guard));
                         }
                     }
                     Err(error) => accept_failed(error).await,
@@ -279,22 +302,48 @@ impl Drop for LiveGuard {
     }
 }
 
-/// One accepted socket: handshake under its timeout, then the WebSocket connection.
+/// One accepted socket: TLS (if configured) and the upgrade under the handshake timeout, then the
+/// WebSocket connection.
 async fn connection<H: Handler>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     handler: Arc<H>,
     config: Arc<Config>,
-    mut guard: LiveGuard,
+    tls: Option<Tls>,
+    guard: LiveGuard,
 ) {
     if config.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }
-    let handshake = tokio::time::timeout(
-        config.handshake_timeout,
-        handshake(&mut stream, peer, &*handler, &config),
-    );
-    let (upgrade, read_ahead) = match handshake.await {
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    match tls {
+        None => upgrade_and_run(stream, peer, &*handler, &config, deadline, guard).await,
+        #[cfg(feature = "tls")]
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                upgrade_and_run(stream, peer, &*handler, &config, deadline, guard).await
+            }
+            Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
+            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+        },
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+    }
+}
+
+async fn upgrade_and_run<S, H>(
+    mut stream: S,
+    peer: SocketAddr,
+    handler: &H,
+    config: &Config,
+    deadline: tokio::time::Instant,
+    mut guard: LiveGuard,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    let handshake = handshake(&mut stream, peer, handler, config);
+    let (upgrade, read_ahead) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Some(accepted)) => accepted,
         Ok(None) => return,
         Err(_) => {
@@ -302,25 +351,45 @@ async fn connection<H: Handler>(
             return;
         }
     };
-    let shutdown = guard.register();
-    run(
-        stream,
+    let mut shutdown = guard.register().fuse();
+    let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
+    let (session, outgoing) = Session::new(
+        request,
+        peer_addr,
+        protocol,
+        extensions,
+        config.outgoing_queue,
+    );
+    let link = Link {
+        role: Role::Server,
+        session,
+        outgoing: Queue::Owned(outgoing),
         read_ahead,
-        upgrade,
-        &*handler,
-        &config,
-        Some(shutdown),
-    )
-    .await;
+        shutdown: Some(&mut shutdown),
+        shutdown_frame: SERVER_SHUTDOWN,
+    };
+    run(stream, link, handler, config).await;
 }
 
+/// The TLS acceptor of a server, when it has one.
+#[cfg(feature = "tls")]
+type Tls = tokio_rustls::TlsAcceptor;
+/// Without the `tls` feature a server has no acceptor: an uninhabited stand-in.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+enum Tls {}
+
 /// Reads the upgrade request, lets the handler accept or refuse it, and answers.
-async fn handshake<H: Handler>(
-    stream: &mut TcpStream,
+async fn handshake<S, H>(
+    stream: &mut S,
     peer: SocketAddr,
     handler: &H,
     config: &Config,
-) -> Option<(Upgrade, Vec<u8>)> {
+) -> Option<(Upgrade, Vec<u8>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
     let (request, read_ahead) = match read_request(stream, config.max_request_head_size).await {
         Ok(head) => head,
         Err(HeadError::Io(error)) => {

@@ -182,19 +182,29 @@ impl Session {
         queue_bound: usize,
     ) -> (Session, mpsc::Receiver<Outgoing>) {
         let (outgoing, receiver) = mpsc::channel(queue_bound.max(1));
+        let session = Session::attach(request, peer_addr, protocol, extensions, outgoing);
+        (session, receiver)
+    }
+
+    /// Creates a session that sends into an existing queue (a reconnecting client keeps one queue
+    /// across its connections).
+    pub(crate) fn attach(
+        request: Request<()>,
+        peer_addr: Option<SocketAddr>,
+        protocol: Option<http::HeaderValue>,
+        extensions: Extensions,
+        outgoing: mpsc::Sender<Outgoing>,
+    ) -> Session {
         let identity = Arc::new(Identity {
             id: ConnectionId::next(),
             peer_addr,
             request,
             protocol,
         });
-        (
-            Session {
-                handle: SessionHandle { identity, outgoing },
-                extensions,
-            },
-            receiver,
-        )
+        Session {
+            handle: SessionHandle { identity, outgoing },
+            extensions,
+        }
     }
 
     /// A cloneable handle for sending into this connection from other tasks.
