@@ -38,6 +38,8 @@ pub mod client;
 mod error;
 pub mod grpc;
 mod shutdown;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod ws;
 
 pub use error::{BoxError, Error, Result};
