@@ -31,7 +31,7 @@ impl Handler for PingPong {
                 tracing::info!(id = %session.id(), "received {} bytes", data.len())
             }
         }
-        session.send("Pong").await
+        session.send(Message::from_static("Pong")).await
     }
 }
 

@@ -94,6 +94,14 @@ pub enum Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
+    /// The remote side of a typed call answered with an error.
+    #[error("remote call failed")]
+    Rpc(#[from] crate::rpc::RpcError),
+
+    /// A value could not be encoded to or decoded from JSON.
+    #[error("json encoding failed")]
+    Json(#[from] serde_json::Error),
+
     /// TLS could not be set up (a bad certificate or key, or `wss://` without the `tls` feature).
     #[error("tls setup failed: {0}")]
     Tls(String),

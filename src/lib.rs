@@ -37,6 +37,7 @@
 pub mod client;
 mod error;
 pub mod grpc;
+pub mod rpc;
 mod shutdown;
 #[cfg(feature = "test-util")]
 pub mod testing;

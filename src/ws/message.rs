@@ -28,6 +28,11 @@ impl Message {
         Message::Text(text.into())
     }
 
+    /// A text message pointing at static text, without copying or allocating.
+    pub const fn from_static(text: &'static str) -> Self {
+        Message::Text(Utf8Bytes::from_static(text))
+    }
+
     /// A binary message.
     pub fn binary(data: impl Into<Bytes>) -> Self {
         Message::Binary(data.into())
@@ -78,9 +83,10 @@ impl Message {
     }
 }
 
-impl From<&'static str> for Message {
-    fn from(text: &'static str) -> Self {
-        Message::Text(Utf8Bytes::from_static(text))
+/// Copies the text. For a `&'static str` on a hot path, [`Message::from_static`] avoids the copy.
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Message::Text(Utf8Bytes::from(text))
     }
 }
 
