@@ -42,6 +42,10 @@ use crate::ws::{Config, Handler, Session, Upgrade};
 /// Outgoing messages encoded per batch before the batch is flushed and the reader gets a turn.
 const MAX_BATCH: usize = 256;
 
+/// Messages handled between two flushes at most, so replies to a long burst still leave in
+/// bounded time.
+const MAX_READS_BEFORE_FLUSH: u32 = 64;
+
 /// Runs `handler` on an upgraded WebSocket stream until the connection ends, and returns why it
 /// ended.
 ///
@@ -108,6 +112,16 @@ pub(crate) enum Queue<'q> {
 }
 
 impl Queue<'_> {
+    /// Takes the next message without registering for a wake-up: the connection calls this while
+    /// it is busy anyway, so a handler's own reply does not schedule a needless extra poll.
+    fn try_recv(&mut self) -> Option<Outgoing> {
+        match self {
+            Queue::Owned(receiver) => receiver.try_recv().ok(),
+            Queue::Shared(receiver) => receiver.try_recv().ok(),
+        }
+    }
+
+    /// Takes the next message, or registers the task to be woken when one arrives.
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
         match self {
             Queue::Owned(receiver) => receiver.poll_recv(cx),
@@ -170,6 +184,8 @@ where
         ws,
         outgoing,
         flush_pending: false,
+        write_blocked: false,
+        reads_since_flush: 0,
         closing: None,
         inbound_frames: 0,
         shutdown,
@@ -310,6 +326,10 @@ struct Connection<'c, 'q, S> {
     outgoing: Queue<'q>,
     /// Frames were handed to tungstenite and not yet flushed to the socket.
     flush_pending: bool,
+    /// The last flush could not finish: the peer is not reading fast enough.
+    write_blocked: bool,
+    /// Messages handed to the handler since the last flush.
+    reads_since_flush: u32,
     /// The close frame this side has sent, if it has.
     closing: Option<CloseFrame>,
     /// Frames of any kind received, for keepalive.
@@ -327,16 +347,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if let Err(end) = self.poll_write(cx) {
+        // Replies to the previous message go into the write buffer now (a close among them is
+        // noticed before anything else is read), but reach the socket only when nothing more is
+        // ready to read: a burst of requests is answered with one write, not one per message.
+        if let Err(end) = self.drain_queue(cx) {
             return Poll::Ready(Event::End(end));
         }
         if let Some(frame) = &self.closing {
             return Poll::Ready(Event::End(End::Close(frame.clone())));
         }
-        match self.poll_read(cx) {
-            Poll::Ready(Ok(message)) => return Poll::Ready(Event::Message(message)),
-            Poll::Ready(Err(end)) => return Poll::Ready(Event::End(end)),
-            Poll::Pending => {}
+        let read_first = self.reads_since_flush < MAX_READS_BEFORE_FLUSH;
+        if read_first {
+            match self.poll_read(cx) {
+                Poll::Ready(Ok(message)) => {
+                    self.reads_since_flush += 1;
+                    return Poll::Ready(Event::Message(message));
+                }
+                Poll::Ready(Err(end)) => return Poll::Ready(Event::End(end)),
+                Poll::Pending => {}
+            }
+        }
+        if let Err(end) = self.poll_write(cx) {
+            return Poll::Ready(Event::End(end));
+        }
+        self.reads_since_flush = 0;
+        if let Some(frame) = &self.closing {
+            return Poll::Ready(Event::End(End::Close(frame.clone())));
+        }
+        if !read_first {
+            match self.poll_read(cx) {
+                Poll::Ready(Ok(message)) => {
+                    self.reads_since_flush += 1;
+                    return Poll::Ready(Event::Message(message));
+                }
+                Poll::Ready(Err(end)) => return Poll::Ready(Event::End(end)),
+                Poll::Pending => {}
+            }
+        }
+        match self.watch_queue(cx) {
+            Err(end) => return Poll::Ready(Event::End(end)),
+            Ok(true) => {
+                // Something was sent meanwhile: go round again rather than sleep.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Ok(false) => {}
         }
         if let Some(shutdown) = &mut self.shutdown
             && Pin::new(&mut **shutdown).poll(cx).is_ready()
@@ -423,53 +478,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
         }
     }
 
-    /// Moves queued messages to the socket: encodes a batch, flushes once. Returns whether anything
-    /// was taken from the queue (so the caller may give a waiting sender another turn).
+    /// Moves queued messages into tungstenite's write buffer, without a syscall unless the buffer
+    /// passes `write_buffer_size`. Takes nothing while an earlier flush is still blocked, which is
+    /// what keeps a slow reader from growing that buffer. Returns whether anything was taken.
+    fn drain_queue(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
+        if self.closing.is_some() || self.write_blocked {
+            return Ok(false);
+        }
+        let mut taken = 0;
+        while taken < MAX_BATCH {
+            let Some(message) = self.outgoing.try_recv() else {
+                break;
+            };
+            taken += 1;
+            if let tungstenite::Message::Close(frame) = message {
+                let frame = frame.unwrap_or_else(|| close_frame(CloseCode::Normal, ""));
+                self.start_close(cx, frame)?;
+                break;
+            }
+            self.flush_pending = true;
+            match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
+                Ok(()) => {}
+                // Accepted into the buffer, but the socket is full: take no more until it drains.
+                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    break;
+                }
+                Err(error) => return Err(end_for(error)),
+            }
+        }
+        if taken == MAX_BATCH {
+            // More may be queued: come back after the reader had its turn.
+            cx.waker().wake_by_ref();
+        }
+        if taken > 0 {
+            self.timers.touch_idle();
+        }
+        Ok(taken > 0)
+    }
+
+    /// Before the task sleeps: registers for messages sent from elsewhere (other tasks' handles),
+    /// sending any that raced in. Returns whether the queue had something after all.
+    fn watch_queue(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
+        if self.closing.is_some() || self.write_blocked {
+            return Ok(false);
+        }
+        match self.outgoing.poll_recv(cx) {
+            Poll::Ready(Some(tungstenite::Message::Close(frame))) => {
+                let frame = frame.unwrap_or_else(|| close_frame(CloseCode::Normal, ""));
+                self.start_close(cx, frame)?;
+                Ok(true)
+            }
+            Poll::Ready(Some(message)) => {
+                self.flush_pending = true;
+                match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
+                    Ok(()) => {}
+                    Err(tungstenite::Error::Io(error))
+                        if error.kind() == io::ErrorKind::WouldBlock =>
+                    {
+                        self.write_blocked = true;
+                    }
+                    Err(error) => return Err(end_for(error)),
+                }
+                self.poll_write(cx)?;
+                Ok(true)
+            }
+            Poll::Ready(None) | Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Moves queued messages to the socket: encodes what is queued, flushes once. Returns whether
+    /// anything was taken from the queue (so the caller may give a waiting sender another turn).
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
         let mut progressed = false;
         for _ in 0..2 {
             if self.flush_pending && !self.poll_flush(cx)? {
                 return Ok(progressed);
             }
-            if self.closing.is_some() {
-                return Ok(progressed);
-            }
-            let mut batch = 0;
-            while batch < MAX_BATCH {
-                let message = match self.outgoing.poll_recv(cx) {
-                    Poll::Ready(Some(message)) => message,
-                    Poll::Ready(None) | Poll::Pending => break,
-                };
-                batch += 1;
-                if let tungstenite::Message::Close(frame) = message {
-                    self.start_close(
-                        cx,
-                        frame.unwrap_or_else(|| close_frame(CloseCode::Normal, "")),
-                    )?;
-                    break;
-                }
-                self.flush_pending = true;
-                match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
-                    Ok(()) => {}
-                    // Accepted into tungstenite's buffer, but the socket is full: flush, and take no
-                    // more until it drains.
-                    Err(tungstenite::Error::Io(error))
-                        if error.kind() == io::ErrorKind::WouldBlock =>
-                    {
-                        break;
-                    }
-                    Err(error) => return Err(end_for(error)),
-                }
-            }
-            if batch == 0 {
+            if !self.drain_queue(cx)? {
                 return Ok(progressed);
             }
             progressed = true;
-            self.timers.touch_idle();
-            if batch == MAX_BATCH {
-                // More may be queued: come back after the reader had its turn.
-                cx.waker().wake_by_ref();
-            }
         }
         if self.flush_pending {
             self.poll_flush(cx)?;
@@ -482,10 +571,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
         match self.ws.flush(&mut SyncIo::new(&mut self.io, cx)) {
             Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {
                 self.flush_pending = false;
+                self.write_blocked = false;
                 self.timers.disarm_write_stall();
                 Ok(true)
             }
             Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.write_blocked = true;
                 self.timers.arm_write_stall();
                 Ok(false)
             }

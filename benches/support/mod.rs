@@ -1,0 +1,154 @@
+//! What the benchmarks share: running a server in a child process pinned to its own core, and
+//! reading that process's CPU time and memory from /proc.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+/// The core the server under test runs on; the load generator takes the other one.
+pub const SERVER_CORE: usize = 1;
+pub const CLIENT_CORE: usize = 0;
+
+/// Pins the calling thread (and the threads it starts later) to `core`, if the machine has it.
+pub fn pin_to_core(core: usize) -> bool {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    match cores.into_iter().find(|id| id.id == core) {
+        Some(id) => core_affinity::set_for_current(id),
+        None => false,
+    }
+}
+
+/// Raises the open-file limit to its hard maximum (idle-connection scenarios need thousands).
+pub fn raise_fd_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
+}
+
+/// A server running in a child process of this same bench binary.
+pub struct ServerProcess {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl ServerProcess {
+    /// Starts `current_exe --server <kind>`; the child prints `READY <addr>` once bound.
+    pub fn start(name: &'static str, kind: &str) -> ServerProcess {
+        let exe = std::env::current_exe().expect("bench binary path");
+        let mut child = Command::new(exe)
+            .args(["--server", kind])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start server process");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("server ready line");
+        let addr = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("unexpected server output: {line:?}"))
+            .parse()
+            .expect("server address");
+        ServerProcess {
+            name,
+            addr,
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time the server process has used so far (all threads), in nanoseconds.
+    pub fn cpu_ns(&self) -> u64 {
+        process_cpu_ns(self.pid())
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    /// Sends a command line to the server and returns its one-line answer.
+    pub fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("server stdin");
+        self.stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("server answer");
+        line.trim().to_owned()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sum of the on-CPU time of every thread of `pid` (first field of each task's schedstat).
+pub fn process_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| task.ok())
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// In a server child: waits for commands on stdin and answers them with `answer`, forever. The
+/// parent kills the child when done, so a closed stdin simply ends the loop.
+pub fn serve_commands(answer: impl Fn(&str) -> String + Send + 'static) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            let reply = answer(line.trim());
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{reply}");
+            let _ = stdout.flush();
+        }
+    });
+}
+
+/// Median of a few measurements.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub fn fmt_rate(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.2}M/s", per_second / 1e6)
+    } else if per_second >= 1e3 {
+        format!("{:.1}k/s", per_second / 1e3)
+    } else {
+        format!("{per_second:.0}/s")
+    }
+}
+
+pub fn fmt_duration(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros >= 1000.0 {
+        format!("{:.2}ms", micros / 1000.0)
+    } else {
+        format!("{micros:.1}us")
+    }
+}

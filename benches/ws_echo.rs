@@ -1,0 +1,796 @@
+//! WebSocket echo benchmark: wsgrpc against hand-written baselines, measured in the same run.
+//!
+//! `cargo bench --bench ws_echo` runs every server in its own child process pinned to core 1 while
+//! the load generator runs here on core 0, so the two never compete for a core. For each cell it
+//! reports throughput and the **server's CPU time per message** (from /proc, all threads), the
+//! steadier figure on a shared machine, plus the ratio against the baselines:
+//!
+//! - `wsgrpc`: `Server` with an echo `Handler` and the default `Config`;
+//! - `naive`: tokio-tungstenite written the common way, `ws.send(msg).await` per message;
+//! - `tuned`: the best hand-written tokio-tungstenite loop (split reader/writer, `feed`, flush only
+//!   when nothing more is queued, TCP_NODELAY);
+//! - `fastws`: fastwebsockets' echo server loop;
+//! - `raw`: a plain TCP echo of length-prefixed frames, the physical floor.
+//!
+//! The load generator speaks WebSocket by hand (fixed-key masking, no allocation per frame) and
+//! checks every echoed payload byte for byte.
+//!
+//! Environment: `BENCH_SECONDS` (measurement window per cell, default 2), `BENCH_ROUNDS` (rounds per
+//! cell, median reported, default 3), `BENCH_IDLE` (connections in the idle scenario, default
+//! 10000), `BENCH_ONLY` (comma-separated scenario names).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use futures::{SinkExt, StreamExt};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+const SERVERS: [(&str, &str); 5] = [
+    ("wsgrpc", "wsgrpc"),
+    ("naive", "naive"),
+    ("tuned", "tuned"),
+    ("fastws", "fastws"),
+    ("raw", "raw"),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(position) = args.iter().position(|arg| arg == "--server") {
+        let kind = args.get(position + 1).cloned().unwrap_or_default();
+        return run_server(&kind);
+    }
+    // `cargo test --benches` runs bench targets in test mode: do nothing there.
+    if !args.iter().any(|arg| arg == "--bench") {
+        return;
+    }
+    run_benchmarks();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers (child processes)
+// ---------------------------------------------------------------------------------------------
+
+fn run_server(kind: &str) {
+    raise_fd_limit();
+    pin_to_core(SERVER_CORE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let region_start = Arc::new(std::sync::Mutex::new(Region::new(GLOBAL)));
+    serve_commands({
+        let region = region_start.clone();
+        move |command| match command {
+            "mark" => {
+                *region.lock().expect("lock") = Region::new(GLOBAL);
+                "ok".to_owned()
+            }
+            "allocs" => {
+                let change = region.lock().expect("lock").change();
+                format!("{} {}", change.allocations, change.bytes_allocated)
+            }
+            _ => "unknown".to_owned(),
+        }
+    });
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("READY {}", listener.local_addr().expect("addr"));
+        match kind {
+            "wsgrpc" => serve_wsgrpc(listener).await,
+            "naive" => serve_accept_loop(listener, naive_connection).await,
+            "tuned" => serve_accept_loop(listener, tuned_connection).await,
+            "fastws" => serve_accept_loop(listener, fastws_connection).await,
+            "raw" => serve_accept_loop(listener, raw_connection).await,
+            other => panic!("unknown server kind {other}"),
+        }
+    });
+}
+
+struct Echo;
+
+impl wsgrpc::ws::Handler for Echo {
+    async fn on_message(
+        &self,
+        session: &mut wsgrpc::ws::Session,
+        message: wsgrpc::ws::Message,
+    ) -> wsgrpc::Result<()> {
+        session.send(message).await
+    }
+}
+
+async fn serve_wsgrpc(listener: TcpListener) {
+    let mut config = wsgrpc::ws::Config::default().max_connections(100_000);
+    if std::env::var_os("BENCH_NO_PING").is_some() {
+        config = config.ping_interval(None);
+    }
+    let server = wsgrpc::ws::Server::from_listener(listener)
+        .expect("server")
+        .with_config(config);
+    server.serve(Echo).await.expect("serve");
+}
+
+async fn serve_accept_loop<F, Fut>(listener: TcpListener, connection: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(connection(stream));
+    }
+}
+
+/// (a) tokio-tungstenite the common way.
+async fn naive_connection(stream: TcpStream) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    while let Some(Ok(message)) = ws.next().await {
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// (b) the best hand-written tokio-tungstenite loop: reader and writer split, the writer feeds
+/// whatever is queued and flushes only when nothing more is ready.
+async fn tuned_connection(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut sink, mut source) = ws.split();
+    let (queue, mut queued) = tokio::sync::mpsc::channel(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queued.recv().await {
+            if sink.feed(message).await.is_err() {
+                return;
+            }
+            while let Ok(message) = queued.try_recv() {
+                if sink.feed(message).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(Ok(message)) = source.next().await {
+        if (message.is_text() || message.is_binary()) && queue.send(message).await.is_err() {
+            break;
+        }
+    }
+    drop(queue);
+    let _ = writer.await;
+}
+
+/// (c) fastwebsockets' echo server loop (its example, after our own HTTP upgrade).
+async fn fastws_connection(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    if !accept_upgrade(&mut stream).await {
+        return;
+    }
+    let mut ws = fastwebsockets::WebSocket::after_handshake(stream, fastwebsockets::Role::Server);
+    ws.set_auto_close(true);
+    ws.set_auto_pong(true);
+    let mut ws = fastwebsockets::FragmentCollector::new(ws);
+    let _ = tokio::task::unconstrained(async move {
+        loop {
+            let frame = ws.read_frame().await?;
+            match frame.opcode {
+                fastwebsockets::OpCode::Close => break,
+                fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
+                    ws.write_frame(frame).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok::<(), fastwebsockets::WebSocketError>(())
+    })
+    .await;
+}
+
+/// Reads an upgrade request and answers 101 (for fastwebsockets, which leaves HTTP to others).
+async fn accept_upgrade(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => head.extend_from_slice(&chunk[..read]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let Some(key) = text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-key")
+            .then(|| value.trim().to_owned())
+    }) else {
+        return false;
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(response.as_bytes()).await.is_ok()
+}
+
+/// (d) the floor: echo the bytes of length-prefixed frames straight back.
+async fn raw_connection(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.split();
+    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generator
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    WebSocket,
+    Raw,
+}
+
+fn wire_of(kind: &str) -> Wire {
+    if kind == "raw" {
+        Wire::Raw
+    } else {
+        Wire::WebSocket
+    }
+}
+
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// The payload of message `seq`: its number, then a pattern derived from it.
+fn fill_payload(out: &mut Vec<u8>, seq: u64, size: usize) {
+    let start = out.len();
+    out.extend((0..size).map(|index| (seq as u8).wrapping_add(index as u8).wrapping_mul(31)));
+    let tag = seq.to_le_bytes();
+    let tagged = size.min(8);
+    out[start..start + tagged].copy_from_slice(&tag[..tagged]);
+}
+
+fn payload_matches(payload: &[u8], seq: u64, size: usize) -> bool {
+    if payload.len() != size {
+        return false;
+    }
+    let tagged = size.min(8);
+    payload[..tagged] == seq.to_le_bytes()[..tagged]
+        && payload[tagged..].iter().enumerate().all(|(offset, byte)| {
+            *byte
+                == (seq as u8)
+                    .wrapping_add((offset + tagged) as u8)
+                    .wrapping_mul(31)
+        })
+}
+
+/// Appends one frame carrying message `seq` as the client sends it.
+fn encode(out: &mut Vec<u8>, wire: Wire, seq: u64, size: usize) {
+    match wire {
+        Wire::Raw => {
+            out.extend_from_slice(&(size as u32).to_le_bytes());
+            fill_payload(out, seq, size);
+        }
+        Wire::WebSocket => {
+            out.push(0x82);
+            if size < 126 {
+                out.push(0x80 | size as u8);
+            } else if size <= 65535 {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(size as u16).to_be_bytes());
+            } else {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(size as u64).to_be_bytes());
+            }
+            out.extend_from_slice(&MASK);
+            let start = out.len();
+            fill_payload(out, seq, size);
+            for (index, byte) in out[start..].iter_mut().enumerate() {
+                *byte ^= MASK[index % 4];
+            }
+        }
+    }
+}
+
+/// A complete frame at the front of `buffer`: `(header length, payload length, opcode)`.
+fn frame_at(buffer: &[u8], wire: Wire) -> Option<(usize, usize, u8)> {
+    match wire {
+        Wire::Raw => {
+            let length = u32::from_le_bytes(buffer.get(..4)?.try_into().ok()?) as usize;
+            (buffer.len() >= 4 + length).then_some((4, length, 2))
+        }
+        Wire::WebSocket => {
+            let (first, second) = (*buffer.first()?, *buffer.get(1)?);
+            let (header, length) = match second & 0x7f {
+                126 => (
+                    4,
+                    u16::from_be_bytes(buffer.get(2..4)?.try_into().ok()?) as usize,
+                ),
+                127 => (
+                    10,
+                    u64::from_be_bytes(buffer.get(2..10)?.try_into().ok()?) as usize,
+                ),
+                short => (2, short as usize),
+            };
+            (buffer.len() >= header + length).then_some((header, length, first & 0x0f))
+        }
+    }
+}
+
+const UPGRADE_REQUEST: &[u8] = b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Connects and, for WebSocket servers, upgrades. Returns the stream and bytes read past the 101.
+async fn open(addr: SocketAddr, wire: Wire) -> std::io::Result<(TcpStream, BytesMut)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut buffer = BytesMut::with_capacity(4096);
+    if wire == Wire::WebSocket {
+        stream.write_all(UPGRADE_REQUEST).await?;
+        loop {
+            if stream.read_buf(&mut buffer).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                if !buffer.starts_with(b"HTTP/1.1 101") {
+                    return Err(std::io::Error::other("upgrade refused"));
+                }
+                buffer.advance(end + 4);
+                break;
+            }
+        }
+    }
+    Ok((stream, buffer))
+}
+
+struct Load {
+    connections: usize,
+    in_flight: usize,
+    size: usize,
+}
+
+/// Runs echo traffic until `stop`, counting verified echoes in `echoes`.
+async fn echo_connection(
+    addr: SocketAddr,
+    wire: Wire,
+    load: Arc<Load>,
+    echoes: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    let (mut stream, mut buffer) = open(addr, wire).await.expect("connect");
+    buffer.reserve((load.size + 16) * load.in_flight + 4096);
+    let mut out = Vec::with_capacity((load.size + 16) * load.in_flight);
+    let (mut sent, mut received) = (0u64, 0u64);
+    for _ in 0..load.in_flight {
+        encode(&mut out, wire, sent, load.size);
+        sent += 1;
+    }
+    stream.write_all(&out).await.expect("write");
+    out.clear();
+    loop {
+        if stream.read_buf(&mut buffer).await.expect("read") == 0 {
+            panic!("server closed the connection");
+        }
+        let mut local = 0;
+        while let Some((header, length, opcode)) = frame_at(&buffer, wire) {
+            assert!(opcode == 2, "unexpected opcode {opcode}");
+            assert!(
+                payload_matches(&buffer[header..header + length], received, load.size),
+                "echo {received} differs from what was sent"
+            );
+            buffer.advance(header + length);
+            received += 1;
+            local += 1;
+            if !stop.load(Ordering::Relaxed) {
+                encode(&mut out, wire, sent, load.size);
+                sent += 1;
+            }
+        }
+        echoes.fetch_add(local, Ordering::Relaxed);
+        if !out.is_empty() {
+            stream.write_all(&out).await.expect("write");
+            out.clear();
+        }
+        if received == sent {
+            return;
+        }
+        if buffer.capacity() - buffer.len() < load.size + 16 {
+            buffer.reserve(load.size + 4096);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Measured {
+    per_second: f64,
+    cpu_ns_per_message: f64,
+}
+
+/// Throughput and server CPU per message for one load against one server.
+async fn measure_echo(server: &ServerProcess, load: Load, window: Duration) -> Measured {
+    let load = Arc::new(load);
+    let echoes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let wire = wire_of(server.name);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..load.connections {
+        tasks.spawn(echo_connection(
+            server.addr,
+            wire,
+            load.clone(),
+            echoes.clone(),
+            stop.clone(),
+        ));
+    }
+    tokio::time::sleep(window / 4).await; // warm-up
+    let (count_before, cpu_before, started) = (
+        echoes.load(Ordering::Relaxed),
+        server.cpu_ns(),
+        Instant::now(),
+    );
+    tokio::time::sleep(window).await;
+    let (count_after, cpu_after, elapsed) = (
+        echoes.load(Ordering::Relaxed),
+        server.cpu_ns(),
+        started.elapsed(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    while let Some(result) = tasks.join_next().await {
+        result.expect("load connection");
+    }
+    let messages = (count_after - count_before).max(1) as f64;
+    Measured {
+        per_second: messages / elapsed.as_secs_f64(),
+        cpu_ns_per_message: (cpu_after - cpu_before) as f64 / messages,
+    }
+}
+
+/// Round-trip latency of one message at a time on one connection.
+async fn measure_latency(
+    server: &ServerProcess,
+    window: Duration,
+) -> (Duration, Duration, Duration, Measured) {
+    let wire = wire_of(server.name);
+    let (mut stream, mut buffer) = open(server.addr, wire).await.expect("connect");
+    let size = 32;
+    let mut out = Vec::with_capacity(64);
+    let mut samples = Vec::with_capacity(200_000);
+    let mut seq = 0u64;
+    let (cpu_before, started) = (server.cpu_ns(), Instant::now());
+    while started.elapsed() < window {
+        encode(&mut out, wire, seq, size);
+        let sent_at = Instant::now();
+        stream.write_all(&out).await.expect("write");
+        out.clear();
+        loop {
+            if let Some((header, length, _)) = frame_at(&buffer, wire) {
+                assert!(payload_matches(&buffer[header..header + length], seq, size));
+                buffer.advance(header + length);
+                break;
+            }
+            assert!(
+                stream.read_buf(&mut buffer).await.expect("read") > 0,
+                "closed"
+            );
+        }
+        samples.push(sent_at.elapsed());
+        seq += 1;
+    }
+    let cpu = server.cpu_ns() - cpu_before;
+    samples.sort_unstable();
+    let at = |quantile: f64| {
+        samples[((samples.len() as f64 * quantile) as usize).min(samples.len() - 1)]
+    };
+    let measured = Measured {
+        per_second: samples.len() as f64 / started.elapsed().as_secs_f64(),
+        cpu_ns_per_message: cpu as f64 / samples.len() as f64,
+    };
+    (at(0.5), at(0.99), at(0.999), measured)
+}
+
+/// Connect, upgrade, one message, close: as many as possible from 8 concurrent loops.
+async fn measure_churn(server: &ServerProcess, window: Duration) -> Measured {
+    let wire = wire_of(server.name);
+    let cycles = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (cycles, stop, addr) = (cycles.clone(), stop.clone(), server.addr);
+        loops.spawn(async move {
+            let mut out = Vec::with_capacity(128);
+            while !stop.load(Ordering::Relaxed) {
+                let (mut stream, mut buffer) = open(addr, wire).await.expect("connect");
+                encode(&mut out, wire, 0, 32);
+                stream.write_all(&out).await.expect("write");
+                out.clear();
+                while frame_at(&buffer, wire).is_none() {
+                    assert!(stream.read_buf(&mut buffer).await.expect("read") > 0);
+                }
+                let (header, length, _) = frame_at(&buffer, wire).expect("frame");
+                assert!(payload_matches(&buffer[header..header + length], 0, 32));
+                buffer.advance(header + length);
+                match wire {
+                    // Close frame with code 1000, masked; then read until the server hangs up.
+                    Wire::WebSocket => {
+                        let code = 1000u16.to_be_bytes();
+                        let close = [
+                            0x88,
+                            0x82,
+                            MASK[0],
+                            MASK[1],
+                            MASK[2],
+                            MASK[3],
+                            code[0] ^ MASK[0],
+                            code[1] ^ MASK[1],
+                        ];
+                        stream.write_all(&close).await.expect("close");
+                    }
+                    Wire::Raw => stream.shutdown().await.expect("shutdown"),
+                }
+                let mut scratch = [0u8; 256];
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while matches!(stream.read(&mut scratch).await, Ok(read) if read > 0) {}
+                })
+                .await;
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    tokio::time::sleep(window / 4).await;
+    let (before, cpu_before, started) = (
+        cycles.load(Ordering::Relaxed),
+        server.cpu_ns(),
+        Instant::now(),
+    );
+    tokio::time::sleep(window).await;
+    let (after, cpu_after, elapsed) = (
+        cycles.load(Ordering::Relaxed),
+        server.cpu_ns(),
+        started.elapsed(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    while loops.join_next().await.is_some() {}
+    let done = (after - before).max(1) as f64;
+    Measured {
+        per_second: done / elapsed.as_secs_f64(),
+        cpu_ns_per_message: (cpu_after - cpu_before) as f64 / done,
+    }
+}
+
+/// Server memory per open, idle connection (each has exchanged one message first).
+async fn measure_idle(server: &ServerProcess, connections: usize) -> f64 {
+    let wire = wire_of(server.name);
+    // Warm the server's allocator and runtime with a few connections first.
+    let mut warm = Vec::new();
+    for _ in 0..50 {
+        warm.push(open_and_exchange(server.addr, wire).await);
+    }
+    let before = server.rss_bytes();
+    let mut open_streams = Vec::with_capacity(connections);
+    let mut opening = tokio::task::JoinSet::new();
+    let per_task = connections / 50;
+    for _ in 0..50 {
+        let addr = server.addr;
+        opening.spawn(async move {
+            let mut streams = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                streams.push(open_and_exchange(addr, wire).await);
+            }
+            streams
+        });
+    }
+    while let Some(streams) = opening.join_next().await {
+        open_streams.extend(streams.expect("open idle connections"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the server settle
+    let after = server.rss_bytes();
+    let per_connection = after.saturating_sub(before) as f64 / open_streams.len() as f64;
+    drop(open_streams);
+    drop(warm);
+    per_connection
+}
+
+async fn open_and_exchange(addr: SocketAddr, wire: Wire) -> TcpStream {
+    let (mut stream, mut buffer) = open(addr, wire).await.expect("connect");
+    let mut out = Vec::new();
+    encode(&mut out, wire, 1, 32);
+    stream.write_all(&out).await.expect("write");
+    while frame_at(&buffer, wire).is_none() {
+        assert!(stream.read_buf(&mut buffer).await.expect("read") > 0);
+    }
+    stream
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orchestration and report
+// ---------------------------------------------------------------------------------------------
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn wanted(scenario: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|name| name.trim() == scenario),
+        Err(_) => true,
+    }
+}
+
+fn run_benchmarks() {
+    let fd_limit = raise_fd_limit();
+    pin_to_core(CLIENT_CORE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let window = Duration::from_secs(env_number("BENCH_SECONDS", 2));
+    let rounds = env_number("BENCH_ROUNDS", 3).max(1) as usize;
+    let idle_connections =
+        (env_number("BENCH_IDLE", 10_000) as usize).min(fd_limit.saturating_sub(200) as usize);
+    println!(
+        "ws_echo: {} cores, server on core {SERVER_CORE}, load on core {CLIENT_CORE}; {rounds} rounds x {:?} per cell (median)",
+        std::thread::available_parallelism().map_or(0, |cores| cores.get()),
+        window
+    );
+
+    let servers: Vec<ServerProcess> = SERVERS
+        .iter()
+        .map(|(name, kind)| ServerProcess::start(name, kind))
+        .collect();
+    runtime.block_on(async {
+        if wanted("small") {
+            report_throughput(
+                "small: 64 connections x 16 in flight x 32 B",
+                &servers,
+                rounds,
+                async |server: &ServerProcess| {
+                    measure_echo(
+                        server,
+                        Load {
+                            connections: 64,
+                            in_flight: 16,
+                            size: 32,
+                        },
+                        window,
+                    )
+                    .await
+                },
+            )
+            .await;
+        }
+        if wanted("large") {
+            report_throughput(
+                "large: 8 connections x 2 in flight x 64 KiB",
+                &servers,
+                rounds,
+                async |server: &ServerProcess| {
+                    measure_echo(
+                        server,
+                        Load {
+                            connections: 8,
+                            in_flight: 2,
+                            size: 64 << 10,
+                        },
+                        window,
+                    )
+                    .await
+                },
+            )
+            .await;
+        }
+        if wanted("latency") {
+            println!("\nlatency: 1 connection, 1 message of 32 B in flight");
+            println!(
+                "{:<8} {:>10} {:>10} {:>10} {:>14}",
+                "server", "p50", "p99", "p99.9", "cpu/msg"
+            );
+            let mut p50s = Vec::new();
+            for server in &servers {
+                let mut runs = Vec::new();
+                for _ in 0..rounds {
+                    runs.push(measure_latency(server, window).await);
+                }
+                runs.sort_by_key(|run| run.0);
+                let (p50, p99, p999, measured) = runs[runs.len() / 2];
+                p50s.push((server.name, p50));
+                println!(
+                    "{:<8} {:>10} {:>10} {:>10} {:>12.0}ns",
+                    server.name,
+                    fmt_duration(p50),
+                    fmt_duration(p99),
+                    fmt_duration(p999),
+                    measured.cpu_ns_per_message
+                );
+            }
+            let ours = p50s[0].1.as_secs_f64();
+            let best_peer = p50s[1..4]
+                .iter()
+                .map(|(_, p50)| p50.as_secs_f64())
+                .fold(f64::INFINITY, f64::min);
+            println!(
+                "wsgrpc p50 speed vs best of naive/tuned/fastws: {:.2}x",
+                best_peer / ours
+            );
+        }
+        if wanted("churn") {
+            report_throughput(
+                "churn: connect + upgrade + 1 message + close, 8 loops",
+                &servers,
+                rounds,
+                async |server: &ServerProcess| measure_churn(server, window).await,
+            )
+            .await;
+        }
+        if wanted("idle") {
+            println!("\nidle: {idle_connections} open connections, server RSS per connection");
+            let mut ours = 0.0;
+            for server in &servers {
+                let per_connection = measure_idle(server, idle_connections).await;
+                if server.name == "wsgrpc" {
+                    ours = per_connection;
+                }
+                println!("{:<8} {:>10.1} KiB", server.name, per_connection / 1024.0);
+            }
+            println!(
+                "wsgrpc target: <= 8 KiB per idle connection: {}",
+                if ours <= 8192.0 { "met" } else { "missed" }
+            );
+        }
+    });
+}
+
+/// Runs `measure` for every server, `rounds` times interleaved, and prints medians and ratios.
+async fn report_throughput<F>(title: &str, servers: &[ServerProcess], rounds: usize, measure: F)
+where
+    F: AsyncFn(&ServerProcess) -> Measured,
+{
+    println!("\n{title}");
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); servers.len()];
+    for _ in 0..rounds {
+        for (index, server) in servers.iter().enumerate() {
+            runs[index].push(measure(server).await);
+        }
+    }
+    let medians: Vec<Measured> = runs
+        .into_iter()
+        .map(|runs| Measured {
+            per_second: median(runs.iter().map(|run| run.per_second).collect()),
+            cpu_ns_per_message: median(runs.iter().map(|run| run.cpu_ns_per_message).collect()),
+        })
+        .collect();
+    let ours = medians[0];
+    println!(
+        "{:<8} {:>12} {:>12} {:>16} {:>16}",
+        "server", "rate", "cpu/msg", "wsgrpc rate x", "wsgrpc cpu x"
+    );
+    for (server, measured) in servers.iter().zip(&medians) {
+        println!(
+            "{:<8} {:>12} {:>10.0}ns {:>15.2}x {:>15.2}x",
+            server.name,
+            fmt_rate(measured.per_second),
+            measured.cpu_ns_per_message,
+            ours.per_second / measured.per_second,
+            // Above 1 means wsgrpc needs less CPU per message than this server.
+            measured.cpu_ns_per_message / ours.cpu_ns_per_message,
+        );
+    }
+}
