@@ -90,7 +90,7 @@ where
     H: Handler,
 {
     let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
-    let (mut session, outgoing) = Session::new(
+    let (mut session, outgoing, forced_close) = Session::new(
         request,
         peer_addr,
         protocol,
@@ -114,6 +114,7 @@ where
         closing: None,
         inbound_frames: 0,
         shutdown,
+        forced_close: Some(forced_close),
         timers: Timers::new(config),
         config,
     };
@@ -255,6 +256,8 @@ struct Connection<'c, S> {
     /// Frames of any kind received, for keepalive.
     inbound_frames: u64,
     shutdown: Option<oneshot::Receiver<()>>,
+    /// [`SessionHandle::try_close`](crate::ws::SessionHandle::try_close) on a full queue.
+    forced_close: Option<oneshot::Receiver<CloseFrame>>,
     timers: Timers,
     config: &'c Config,
 }
@@ -285,6 +288,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 CloseCode::Away,
                 "server shutting down",
             ))));
+        }
+        if let Poll::Ready(frame) = self.poll_forced_close(cx) {
+            return Poll::Ready(Event::End(End::Close(frame)));
         }
         match self.timers.poll(cx, self.inbound_frames, false) {
             Poll::Ready(TimerEvent::SendPing) => {
@@ -323,6 +329,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                     Err(end) => return Poll::Ready(Err(end)),
                 }
             }
+            // A forced close exists for a peer that stopped reading, and the hook may be the one
+            // waiting on that peer's full queue: it is cancelled rather than waited for.
+            if let Poll::Ready(frame) = self.poll_forced_close(cx) {
+                return Poll::Ready(Err(End::Close(frame)));
+            }
             match self.timers.poll(cx, self.inbound_frames, true) {
                 Poll::Ready(TimerEvent::WriteStalled) => {
                     Poll::Ready(Err(abnormal("write timed out")))
@@ -331,6 +342,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             }
         })
         .await
+    }
+
+    /// Whether a [`SessionHandle::try_close`](crate::ws::SessionHandle::try_close) found the queue
+    /// full and asked to end the connection now.
+    fn poll_forced_close(&mut self, cx: &mut Context<'_>) -> Poll<CloseFrame> {
+        let Some(forced) = &mut self.forced_close else {
+            return Poll::Pending;
+        };
+        match Pin::new(forced).poll(cx) {
+            Poll::Ready(Ok(frame)) => {
+                self.forced_close = None;
+                Poll::Ready(frame)
+            }
+            // The sender lives as long as the session, so this means nobody can ask any more.
+            Poll::Ready(Err(_)) => {
+                self.forced_close = None;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Reads the next data message, answering control frames on the way.
