@@ -52,7 +52,7 @@ pub mod guard;
 mod handler;
 mod handshake;
 mod io;
-mod layer;
+pub mod layer;
 mod message;
 mod router;
 mod server;
