@@ -63,6 +63,11 @@ pub enum Error {
     #[error("handler panicked: {0}")]
     HandlerPanic(String),
 
+    /// A value could not be encoded as a JSON message; the connection was closed with 1011.
+    #[cfg(feature = "json")]
+    #[error("json encoding failed")]
+    Json(#[source] serde_json::Error),
+
     /// The address to bind or connect to could not be used.
     #[error("invalid address `{0}`")]
     InvalidAddress(String),

@@ -57,6 +57,8 @@ mod message;
 mod router;
 mod server;
 mod session;
+#[cfg(feature = "json")]
+mod typed;
 mod upgrade;
 
 pub use config::Config;
@@ -68,4 +70,7 @@ pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
 pub use router::{PathParams, Router};
 pub use server::{Server, ServerHandle};
 pub use session::{ConnectionId, Session, SessionHandle};
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+pub use typed::{InvalidMessage, Json, JsonLayer, TypedHandler, TypedSession, to_message};
 pub use upgrade::{Rejection, Upgrade};
