@@ -29,7 +29,13 @@
 //!   [`handler_fn`] makes one from a closure.
 //! - [`Session`]: one connection as a handler sees it; [`SessionHandle`] sends into it from other
 //!   tasks. Outgoing messages go through a bounded queue.
-//! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers.
+//! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers; [`layer`] has the
+//!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (origin, auth,
+//!   subprotocol).
+//! - [`Router`]: dispatch by path, with captures ([`PathParams`]); unknown paths get `404`.
+//! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON (feature `json`).
+//! - [`Hub`]: broadcast to all, to a room or to one connection, without copying payloads or
+//!   waiting on slow consumers.
 //! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it.
 //! - [`Server`] and [`Config`]: accept loop, limits, keepalive, graceful shutdown.
 //! - [`serve_connection`]: run a handler on a stream upgraded elsewhere (hyper, axum).
@@ -51,6 +57,7 @@ mod extensions;
 pub mod guard;
 mod handler;
 mod handshake;
+mod hub;
 mod io;
 pub mod layer;
 mod message;
@@ -65,6 +72,7 @@ pub use config::Config;
 pub use connection::serve_connection;
 pub use extensions::Extensions;
 pub use handler::{Handler, HandlerFn, handler_fn};
+pub use hub::{Delivery, Hub, SlowConsumer};
 pub use layer::{HandlerBuilder, Identity, Layer, Stack};
 pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
 pub use router::{PathParams, Router};
