@@ -31,30 +31,6 @@
 //! let handler = Shout { hub: Hub::new() };
 //! # let _ = handler;
 //! ```
-//!
-//! # No copies, no waiting
-//!
-//! A broadcast clones the [`Message`] once per recipient, which clones a reference count: every
-//! recipient's queue holds the same payload buffer. It puts the message into each recipient's
-//! bounded outgoing queue with `try_send`, never awaiting anyone, so it costs the same whether
-//! recipients read fast, slowly or not at all, and one slow client never slows the others. The
-//! hub's lock is a `std` read-write lock, held only while messages are queued, never across an
-//! `.await`.
-//!
-//! # Slow consumers
-//!
-//! A recipient whose queue is full (a peer that stopped reading while its socket buffers filled)
-//! gets the [`SlowConsumer`] policy:
-//!
-//! - [`SlowConsumer::Close`] (the default, with **1008** "slow consumer"): the connection is closed
-//!   without waiting ([`SessionHandle::try_close`]: its queued messages are discarded) and removed
-//!   from the hub. Memory stays bounded by the queue it already had.
-//! - [`SlowConsumer::Lag`]: the message is skipped for that recipient and counted
-//!   ([`Hub::lagged`], [`Delivery::lagged`]); it stays a member and receives later messages once
-//!   its queue has room. Suits feeds where the latest value matters more than every value.
-//!
-//! Connections found closed are removed on the way. Still, call [`Hub::remove`] in
-//! [`on_close`](crate::ws::Handler::on_close), so presence counts are right straight away.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -69,7 +45,7 @@ use crate::ws::{CloseCode, ConnectionId, Message, SessionHandle};
 const SLOW_CONSUMER_REASON: &str = "slow consumer";
 
 /// What a broadcast does for a recipient whose outgoing queue is full; see the
-/// [module docs](self#slow-consumers).
+/// [`Hub` docs](Hub#slow-consumers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlowConsumer {
@@ -101,7 +77,31 @@ pub struct Delivery {
     pub closed: usize,
 }
 
-/// Connections and rooms to broadcast to; see the [module docs](self).
+/// Connections and rooms to broadcast to, shared by cloning (an `Arc` inside).
+///
+/// # No copies, no waiting
+///
+/// A broadcast clones the [`Message`] once per recipient, which clones a reference count: every
+/// recipient's queue holds the same payload buffer. It puts the message into each recipient's
+/// bounded outgoing queue with `try_send`, never awaiting anyone, so it costs the same whether
+/// recipients read fast, slowly or not at all, and one slow client never slows the others. The
+/// hub's lock is a `std` read-write lock, held only while messages are queued, never across an
+/// `.await`.
+///
+/// # Slow consumers
+///
+/// A recipient whose queue is full (a peer that stopped reading while its socket buffers filled)
+/// gets the [`SlowConsumer`] policy:
+///
+/// - [`SlowConsumer::Close`] (the default, with **1008** "slow consumer"): the connection is closed
+///   without waiting ([`SessionHandle::try_close`]: its queued messages are discarded) and removed
+///   from the hub. Memory stays bounded by the queue it already had.
+/// - [`SlowConsumer::Lag`]: the message is skipped for that recipient and counted
+///   ([`Hub::lagged`], [`Delivery::lagged`]); it stays a member and receives later messages once
+///   its queue has room. Suits feeds where the latest value matters more than every value.
+///
+/// Connections found closed are removed on the way. Still, call [`Hub::remove`] in
+/// [`on_close`](crate::ws::Handler::on_close), so presence counts are right straight away.
 #[derive(Clone, Default)]
 pub struct Hub {
     shared: Arc<Shared>,

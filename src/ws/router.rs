@@ -28,22 +28,6 @@
 //!     .route("/echo", echo);
 //! # let _ = router;
 //! ```
-//!
-//! # Matching
-//!
-//! Paths are compared segment by segment, exactly (a trailing slash matters). When several
-//! patterns match, the most specific wins whatever the order they were added in: at the first
-//! segment where they differ, a literal beats a capture, and a capture beats a catch-all. So
-//! `/rooms/new` wins over `/rooms/{room}` for that one path. Captures are percent-decoded; a
-//! capture that does not decode to UTF-8 does not match.
-//!
-//! # Cost
-//!
-//! Routes hold handlers of different types, so the router calls them through an object-safe
-//! internal trait: each hook call on a routed connection boxes its future once (one allocation of
-//! the route handler's future size, per message). Matching itself happens once per connection, at
-//! upgrade time; afterwards the chosen route is an index stored in the session. A server with a
-//! single endpoint pays nothing of this if it serves that handler directly.
 
 use std::fmt;
 use std::future::Future;
@@ -62,6 +46,23 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Unknown paths are refused with `404` (see [`not_found`](Self::not_found) to change the
 /// answer). The chosen route's own `on_upgrade` runs after matching, so each route can have its
 /// own guards; its captures are in the session's extensions as [`PathParams`].
+///
+/// # Matching
+///
+/// Paths are compared segment by segment, exactly (a trailing slash matters). When several
+/// patterns match, the most specific wins whatever the order they were added in: at the first
+/// segment where they differ, a literal beats a capture, and a capture beats a catch-all. So
+/// `/rooms/new` wins over `/rooms/{room}` for that one path. Captures are percent-decoded; a
+/// capture that does not decode to UTF-8 does not match.
+///
+/// # Cost
+///
+/// Routes hold handlers of different types, so the router calls them through an object-safe
+/// internal trait: each hook call on a routed connection boxes its future once (one allocation of
+/// the route handler's future size, per message). Matching itself happens once per connection, at
+/// upgrade time; afterwards the chosen route is an index stored in the session. A server with a
+/// single endpoint pays nothing of this if it serves that handler directly.
+///
 #[derive(Clone)]
 pub struct Router {
     routes: Arc<[Route]>,

@@ -36,24 +36,6 @@
 //! let handler = Json::new(Calculator);
 //! # let _ = handler;
 //! ```
-//!
-//! # Messages that do not parse
-//!
-//! A message that is not valid JSON for `In` never reaches the handler. What happens instead is
-//! [`InvalidMessage`], set with [`Json::on_invalid`]:
-//!
-//! - [`InvalidMessage::Reply`] (the default): the connection goes on, and the client gets a text
-//!   message `{"error":"invalid message","detail":"<what serde_json said>"}`.
-//! - [`InvalidMessage::Close`]: close with **1007** (data inconsistent with the message type, RFC
-//!   6455 section 7.4.1), reason `invalid json`.
-//!
-//! Either way only that message is affected: the messages before it were handled, and with
-//! `Reply` the ones after it are too.
-//!
-//! To broadcast a typed value to many connections (see [`Hub`](crate::ws::Hub)), encode it once
-//! with [`to_message`] and send the resulting [`Message`]: every recipient shares its bytes.
-//!
-//! Available with the `json` feature (on by default).
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -177,7 +159,7 @@ pub fn to_message<T: Serialize + ?Sized>(value: &T) -> Result<Message> {
 }
 
 /// What a [`Json`] handler does with a message that does not parse; see the
-/// [module docs](self#messages-that-do-not-parse).
+/// [`Json` docs](Json#messages-that-do-not-parse).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum InvalidMessage {
@@ -188,7 +170,26 @@ pub enum InvalidMessage {
     Close,
 }
 
-/// Serves a [`TypedHandler`] as a [`Handler`] speaking JSON; see the [module docs](self).
+/// Serves a [`TypedHandler`] as a [`Handler`] speaking JSON: messages are parsed into `In`, and
+/// the [`TypedSession`] encodes `Out`.
+///
+/// # Messages that do not parse
+///
+/// A message that is not valid JSON for `In` never reaches the handler. What happens instead is
+/// [`InvalidMessage`], set with [`Json::on_invalid`]:
+///
+/// - [`InvalidMessage::Reply`] (the default): the connection goes on, and the client gets a text
+///   message `{"error":"invalid message","detail":"<what serde_json said>"}`.
+/// - [`InvalidMessage::Close`]: close with **1007** (data inconsistent with the message type, RFC
+///   6455 section 7.4.1), reason `invalid json`.
+///
+/// Either way only that message is affected: the messages before it were handled, and with
+/// `Reply` the ones after it are too.
+///
+/// To broadcast a typed value to many connections (see [`Hub`](crate::ws::Hub)), encode it once
+/// with [`to_message`] and send the resulting [`Message`]: every recipient shares its bytes.
+///
+/// Available with the `json` feature (on by default).
 #[derive(Debug, Clone)]
 pub struct Json<H> {
     inner: H,

@@ -1,11 +1,5 @@
 //! Token authentication at upgrade time, with your own async check.
 //!
-//! The token comes from `Authorization: Bearer <token>` (what non-browser clients send) and,
-//! when enabled with [`AuthLayer::query_param`], from a query parameter, because the browser
-//! `WebSocket` API cannot set headers. Your [`Authenticate`] check (an async closure is enough)
-//! turns the token into whatever identifies the caller, which then sits in the session's
-//! extensions for every later hook; or it refuses with a [`Rejection`] of your choosing.
-//!
 //! ```
 //! use http::StatusCode;
 //! use wsgrpc::ws::guard::AuthLayer;
@@ -34,9 +28,6 @@
 //! let handler = HandlerBuilder::new().layer(auth).handler(Greeter);
 //! # let _ = handler;
 //! ```
-//!
-//! A request without a token gets `401` with `WWW-Authenticate: Bearer` (RFC 6750). Tokens in
-//! query strings end up in access logs and browser history: prefer short-lived ones there.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -77,7 +68,16 @@ where
     }
 }
 
-/// Requires a token that `A` accepts; see the [module docs](self).
+/// Requires a token that `A` accepts.
+///
+/// The token comes from `Authorization: Bearer <token>` (what non-browser clients send) and,
+/// when enabled with [`AuthLayer::query_param`], from a query parameter, because the browser
+/// `WebSocket` API cannot set headers. Your [`Authenticate`] check (an async closure is enough)
+/// turns the token into whatever identifies the caller, which then sits in the session's
+/// extensions for every later hook; or it refuses with a [`Rejection`] of your choosing.
+///
+/// A request without a token gets `401` with `WWW-Authenticate: Bearer` (RFC 6750). Tokens in
+/// query strings end up in access logs and browser history: prefer short-lived ones there.
 ///
 /// Default sources: the `Authorization: Bearer` header only.
 pub struct AuthLayer<A> {

@@ -1,13 +1,5 @@
 //! The origin check: which web pages may open a WebSocket to this server.
 //!
-//! Browsers attach cookies and HTTP auth to WebSocket upgrades from any page, and WebSocket is not
-//! covered by CORS, so without this check any site a user visits can open an authenticated
-//! connection in the user's name (cross-site WebSocket hijacking). The default policy is the one
-//! gorilla/websocket ships: a request without an `Origin` header (not from a browser) passes, a
-//! request whose `Origin` host and port equal its `Host` header passes, and everything else is
-//! refused with `403` unless its origin is on the allow-list. Allowing every origin must be
-//! asked for, with [`OriginLayer::allow_any`].
-//!
 //! ```
 //! use wsgrpc::ws::guard::OriginLayer;
 //! use wsgrpc::ws::{handler_fn, HandlerBuilder, Message, SessionHandle};
@@ -29,9 +21,15 @@ use http::{StatusCode, Uri};
 use crate::ws::guard::pass_through_after_upgrade;
 use crate::ws::{Handler, Layer, Rejection, Upgrade};
 
-/// Refuses upgrades from web pages of other origins with `403`; see the [module docs](self).
+/// Refuses upgrades from web pages of other origins with `403`.
 ///
-/// Default: same-origin requests and requests without `Origin` pass, nothing else.
+/// Browsers attach cookies and HTTP auth to WebSocket upgrades from any page, and WebSocket is not
+/// covered by CORS, so without this check any site a user visits can open an authenticated
+/// connection in the user's name (cross-site WebSocket hijacking). The default policy is the one
+/// gorilla/websocket ships: a request without an `Origin` header (not from a browser) passes, a
+/// request whose `Origin` host and port equal its `Host` header passes, and everything else is
+/// refused with `403` unless its origin is on the allow-list. Allowing every origin must be
+/// asked for, with [`OriginLayer::allow_any`].
 #[derive(Debug, Clone)]
 pub struct OriginLayer {
     policy: Arc<Policy>,

@@ -26,16 +26,6 @@
 //!     .handler(Versioned);
 //! # let _ = handler;
 //! ```
-//!
-//! # Policy
-//!
-//! - The client offers one or more supported protocols: the server's most preferred is chosen.
-//! - The client offers protocols, none supported: refused with `400`. Accepting without a
-//!   protocol would only move the failure to the client, since browsers and tungstenite fail a
-//!   connection whose answer lacks a protocol they asked for.
-//! - The client offers none: accepted without a protocol, unless [`ProtocolLayer::required`].
-//!
-//! [`Session::protocol`]: crate::ws::Session::protocol
 
 use std::sync::Arc;
 
@@ -44,7 +34,18 @@ use http::StatusCode;
 use crate::ws::guard::pass_through_after_upgrade;
 use crate::ws::{Handler, Layer, Rejection, Upgrade};
 
-/// Negotiates `Sec-WebSocket-Protocol`; see the [module docs](self) for the policy.
+/// Negotiates `Sec-WebSocket-Protocol`, choosing the server's most preferred protocol that the
+/// client offered.
+///
+/// # Policy
+///
+/// - The client offers one or more supported protocols: the server's most preferred is chosen.
+/// - The client offers protocols, none supported: refused with `400`. Accepting without a
+///   protocol would only move the failure to the client, since browsers and tungstenite fail a
+///   connection whose answer lacks a protocol they asked for.
+/// - The client offers none: accepted without a protocol, unless [`ProtocolLayer::required`].
+///
+/// [`Session::protocol`]: crate::ws::Session::protocol
 ///
 /// Default: a client that offers no protocol is accepted without one.
 #[derive(Debug, Clone)]

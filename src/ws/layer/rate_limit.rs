@@ -1,10 +1,5 @@
 //! A per-connection message rate limit (token bucket).
 //!
-//! Each connection gets its own bucket of `burst` tokens, refilled at `messages` per `per`; every
-//! message takes one. A message that finds the bucket empty is excess, and [`Excess`] says what
-//! happens to it. The default, [`Excess::Close`], closes the connection with **1008** (policy
-//! violation) and the reason `rate limit exceeded`, after the replies already queued.
-//!
 //! ```
 //! use std::time::Duration;
 //! use wsgrpc::ws::layer::{Excess, RateLimitLayer};
@@ -20,9 +15,6 @@
 //! // Or slow the peer down instead: the connection stops reading until a token is due.
 //! let _ = RateLimitLayer::new(10, Duration::from_secs(1)).on_excess(Excess::Wait);
 //! ```
-//!
-//! The bucket lives in the session's extensions, created on the first message: no allocation per
-//! message, and several rate limits stacked on one handler keep separate buckets.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +40,15 @@ pub enum Excess {
     Wait,
 }
 
-/// Limits each connection's incoming message rate; see the [module docs](self).
+/// Limits each connection's incoming message rate.
+///
+/// Each connection gets its own bucket of `burst` tokens, refilled at `messages` per `per`; every
+/// message takes one. A message that finds the bucket empty is excess, and [`Excess`] says what
+/// happens to it. The default, [`Excess::Close`], closes the connection with **1008** (policy
+/// violation) and the reason `rate limit exceeded`, after the replies already queued.
+///
+/// The bucket lives in the session's extensions, created on the first message: no allocation per
+/// message, and several rate limits stacked on one handler keep separate buckets.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
     id: u64,

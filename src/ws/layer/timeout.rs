@@ -1,11 +1,5 @@
 //! A deadline for each message's handling.
 //!
-//! While a handler works on a message, its connection reads nothing more from the peer; a handler
-//! stuck on a slow database call therefore stalls the connection without anyone noticing.
-//! [`TimeoutLayer`] bounds `on_open` and each `on_message`: when the deadline passes, the hook is
-//! cancelled and the connection is closed with **1011** and the reason `handler timed out` (the
-//! server failed to do its part; RFC 6455 section 7.4.1), logged at `WARN`.
-//!
 //! ```
 //! use std::time::Duration;
 //! use wsgrpc::ws::layer::TimeoutLayer;
@@ -19,10 +13,6 @@
 //!     .handler(echo);
 //! # let _ = handler;
 //! ```
-//!
-//! `on_upgrade` is already bounded by [`Config::handshake_timeout`](crate::ws::Config), and
-//! `on_close` by the server's shutdown timeout. The timer lives inside the hook's future: no
-//! allocation per message.
 
 use std::future::Future;
 use std::time::Duration;
@@ -30,7 +20,17 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::ws::{CloseCode, CloseReason, Handler, Layer, Message, Rejection, Session, Upgrade};
 
-/// Bounds how long each message's handling may take; see the [module docs](self).
+/// Bounds how long each message's handling may take.
+///
+/// While a handler works on a message, its connection reads nothing more from the peer; a handler
+/// stuck on a slow database call therefore stalls the connection without anyone noticing.
+/// [`TimeoutLayer`] bounds `on_open` and each `on_message`: when the deadline passes, the hook is
+/// cancelled and the connection is closed with **1011** and the reason `handler timed out` (the
+/// server failed to do its part; RFC 6455 section 7.4.1), logged at `WARN`.
+///
+/// `on_upgrade` is already bounded by [`Config::handshake_timeout`](crate::ws::Config), and
+/// `on_close` by the server's shutdown timeout. The timer lives inside the hook's future: no
+/// allocation per message.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
     timeout: Duration,

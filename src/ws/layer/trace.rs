@@ -1,12 +1,5 @@
 //! Tracing: one span per connection, with what happened to it when it ends.
 //!
-//! [`TraceLayer`] opens an `INFO` span named `ws` for each connection when it opens, with fields
-//! `id`, `peer` and `path`, and runs every inner hook inside it, so whatever the handler logs is
-//! tagged with its connection. It emits an `INFO` event when the connection opens and one when it
-//! closes, with the close code, reason, which side closed, and the number and total size of the
-//! messages received; each message is a `TRACE` event (free unless enabled). Refused upgrades are
-//! `DEBUG` events with the status.
-//!
 //! ```
 //! use wsgrpc::ws::layer::TraceLayer;
 //! use wsgrpc::ws::{handler_fn, HandlerBuilder, Message, SessionHandle};
@@ -17,9 +10,6 @@
 //! let handler = HandlerBuilder::new().layer(TraceLayer::new()).handler(echo);
 //! # let _ = handler;
 //! ```
-//!
-//! Cost per message: one extensions lookup and a span clone (a reference count on the
-//! subscriber's side; nothing at all without a subscriber). No allocation.
 
 use tracing::Instrument;
 use tracing::field::{Empty, display};
@@ -27,7 +17,17 @@ use tracing::field::{Empty, display};
 use crate::error::Result;
 use crate::ws::{CloseReason, Handler, Layer, Message, Rejection, Session, Upgrade};
 
-/// Wraps handlers in a per-connection span; see the [module docs](self).
+/// Wraps handlers in a per-connection span.
+///
+/// [`TraceLayer`] opens an `INFO` span named `ws` for each connection when it opens, with fields
+/// `id`, `peer` and `path`, and runs every inner hook inside it, so whatever the handler logs is
+/// tagged with its connection. It emits an `INFO` event when the connection opens and one when it
+/// closes, with the close code, reason, which side closed, and the number and total size of the
+/// messages received; each message is a `TRACE` event (free unless enabled). Refused upgrades are
+/// `DEBUG` events with the status.
+///
+/// Cost per message: one extensions lookup and a span clone (a reference count on the
+/// subscriber's side; nothing at all without a subscriber). No allocation.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer {
     _private: (),
