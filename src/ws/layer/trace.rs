@@ -97,7 +97,7 @@ impl<H: Handler> Handler for Trace<H> {
             "ws",
             id = session.id().get(),
             peer = Empty,
-            path = session.path()
+            path = %session.path()
         );
         if let Some(peer) = session.peer_addr() {
             span.record("peer", display(peer));
