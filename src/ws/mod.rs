@@ -50,6 +50,10 @@
 //! | a hook returned an error or panicked | 1011 |
 //! | server shutting down, or [`Config::idle_timeout`] passed | 1001 |
 //! | peer answered no ping within [`Config::ping_interval`] | dropped; `on_close` sees 1006 |
+//! | a message over the [`RateLimitLayer`](layer::RateLimitLayer) limit (default policy) | 1008 |
+//! | a [`Hub`] recipient whose queue is full (default [`SlowConsumer`] policy) | 1008 |
+//! | a message that is not valid JSON, under `InvalidMessage::Close` (feature `json`) | 1007 |
+//! | a hook over its [`TimeoutLayer`](layer::TimeoutLayer) deadline | 1011 |
 
 mod config;
 mod connection;
