@@ -33,7 +33,8 @@
 //!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (origin, auth,
 //!   subprotocol).
 //! - [`Router`]: dispatch by path, with captures ([`PathParams`]); unknown paths get `404`.
-//! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON (feature `json`).
+//! - `Json` and `TypedHandler`: receive and send `serde` types as JSON (feature `json`, on by
+//!   default).
 //! - [`Hub`]: broadcast to all, to a room or to one connection, without copying payloads or
 //!   waiting on slow consumers.
 //! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it.
