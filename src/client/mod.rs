@@ -474,7 +474,7 @@ impl Driver {
             accepted,
             peer_addr,
         } = opened;
-        let session = Session::attach(
+        let (session, forced_close) = Session::attach(
             accepted.request,
             peer_addr,
             accepted.protocol,
@@ -493,6 +493,7 @@ impl Driver {
                 code: CloseCode::Normal,
                 reason: Utf8Bytes::default(),
             },
+            forced_close,
         };
         run(transport, link, handler, &self.builder.config).await
     }

@@ -78,7 +78,7 @@ where
     H: Handler,
 {
     let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
-    let (session, outgoing) = Session::new(
+    let (session, outgoing, forced_close) = Session::new(
         request,
         peer_addr,
         protocol,
@@ -92,6 +92,7 @@ where
         read_ahead: Vec::new(),
         shutdown: None,
         shutdown_frame: SERVER_SHUTDOWN,
+        forced_close,
     };
     run(io, link, handler, config).await
 }
@@ -158,6 +159,9 @@ pub(crate) struct Link<'q> {
     /// Fused, so an owner that reuses it across connections can tell it already fired.
     pub(crate) shutdown: Option<&'q mut Fuse<oneshot::Receiver<()>>>,
     pub(crate) shutdown_frame: CloseFrame,
+    /// Fires when [`SessionHandle::try_close`](crate::ws::SessionHandle::try_close) finds the
+    /// queue full: close at once, dropping what is queued.
+    pub(crate) forced_close: oneshot::Receiver<CloseFrame>,
 }
 
 /// The body of every connection, server or client side: open, messages, close.
@@ -173,6 +177,7 @@ where
         read_ahead,
         shutdown,
         shutdown_frame,
+        forced_close,
     } = link;
     let ws = if read_ahead.is_empty() {
         WebSocketContext::new(role, Some(config.websocket_config()))
@@ -190,6 +195,7 @@ where
         inbound_frames: 0,
         shutdown,
         shutdown_frame,
+        forced_close: Some(forced_close),
         timers: Timers::new(config),
         config,
     };
@@ -336,6 +342,8 @@ struct Connection<'c, 'q, S> {
     inbound_frames: u64,
     shutdown: Option<&'q mut Fuse<oneshot::Receiver<()>>>,
     shutdown_frame: CloseFrame,
+    /// [`SessionHandle::try_close`](crate::ws::SessionHandle::try_close) on a full queue.
+    forced_close: Option<oneshot::Receiver<CloseFrame>>,
     timers: Timers,
     config: &'c Config,
 }
@@ -399,6 +407,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
             self.shutdown = None;
             return Poll::Ready(Event::End(End::Close(self.shutdown_frame.clone())));
         }
+        if let Poll::Ready(frame) = self.poll_forced_close(cx) {
+            return Poll::Ready(Event::End(End::Close(frame)));
+        }
         match self.timers.poll(cx, self.inbound_frames, false) {
             Poll::Ready(TimerEvent::SendPing) => {
                 if let Err(end) = self.send_ping(cx) {
@@ -436,6 +447,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
                     Err(end) => return Poll::Ready(Err(end)),
                 }
             }
+            // A forced close exists for a peer that stopped reading, and the hook may be the one
+            // waiting on that peer's full queue: it is cancelled rather than waited for.
+            if let Poll::Ready(frame) = self.poll_forced_close(cx) {
+                return Poll::Ready(Err(End::Close(frame)));
+            }
             match self.timers.poll(cx, self.inbound_frames, true) {
                 Poll::Ready(TimerEvent::WriteStalled) => {
                     Poll::Ready(Err(abnormal("write timed out")))
@@ -444,6 +460,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
             }
         })
         .await
+    }
+
+    /// Whether a [`SessionHandle::try_close`](crate::ws::SessionHandle::try_close) found the queue
+    /// full and asked to end the connection now.
+    fn poll_forced_close(&mut self, cx: &mut Context<'_>) -> Poll<CloseFrame> {
+        let Some(forced) = &mut self.forced_close else {
+            return Poll::Pending;
+        };
+        match Pin::new(forced).poll(cx) {
+            Poll::Ready(Ok(frame)) => {
+                self.forced_close = None;
+                Poll::Ready(frame)
+            }
+            // The sender lives as long as the session, so this means nobody can ask any more.
+            Poll::Ready(Err(_)) => {
+                self.forced_close = None;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Reads the next data message, answering control frames on the way.

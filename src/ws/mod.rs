@@ -29,7 +29,13 @@
 //!   [`handler_fn`] makes one from a closure.
 //! - [`Session`]: one connection as a handler sees it; [`SessionHandle`] sends into it from other
 //!   tasks. Outgoing messages go through a bounded queue.
-//! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers.
+//! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers; [`layer`] has the
+//!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (origin, auth,
+//!   subprotocol).
+//! - [`Router`]: dispatch by path, with captures ([`PathParams`]); unknown paths get `404`.
+//! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON.
+//! - [`Hub`]: broadcast to all, to a room or to one connection, without copying payloads or
+//!   waiting on slow consumers.
 //! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it.
 //! - [`Server`] and [`Config`]: accept loop, limits, keepalive, graceful shutdown.
 //! - [`serve_connection`]: run a handler on a stream upgraded elsewhere (hyper, axum).
@@ -44,25 +50,36 @@
 //! | a hook returned an error or panicked | 1011 |
 //! | server shutting down, or [`Config::idle_timeout`] passed | 1001 |
 //! | peer answered no ping within [`Config::ping_interval`] | dropped; `on_close` sees 1006 |
+//! | a message over the [`RateLimitLayer`](layer::RateLimitLayer) limit (default policy) | 1008 |
+//! | a [`Hub`] recipient whose queue is full (default [`SlowConsumer`] policy) | 1008 |
+//! | a message that is not valid JSON, under `InvalidMessage::Close` | 1007 |
+//! | a hook over its [`TimeoutLayer`](layer::TimeoutLayer) deadline | 1011 |
 
 mod config;
 pub(crate) mod connection;
 mod extensions;
+pub mod guard;
 mod handler;
 pub(crate) mod handshake;
+mod hub;
 mod io;
-mod layer;
+pub mod layer;
 pub(crate) mod message;
+mod router;
 mod server;
 pub(crate) mod session;
+mod typed;
 mod upgrade;
 
 pub use config::Config;
 pub use connection::serve_connection;
 pub use extensions::Extensions;
 pub use handler::{Handler, HandlerFn, handler_fn};
+pub use hub::{Delivery, Hub, SlowConsumer};
 pub use layer::{HandlerBuilder, Identity, Layer, Stack};
 pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
+pub use router::{PathParams, Router};
 pub use server::{Server, ServerHandle};
 pub use session::{ConnectionId, Session, SessionHandle};
+pub use typed::{InvalidMessage, Json, JsonLayer, TypedHandler, TypedSession, to_message};
 pub use upgrade::{Rejection, Upgrade};

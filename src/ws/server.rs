@@ -353,7 +353,7 @@ async fn upgrade_and_run<S, H>(
     };
     let mut shutdown = guard.register().fuse();
     let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
-    let (session, outgoing) = Session::new(
+    let (session, outgoing, forced_close) = Session::new(
         request,
         peer_addr,
         protocol,
@@ -367,6 +367,7 @@ async fn upgrade_and_run<S, H>(
         read_ahead,
         shutdown: Some(&mut shutdown),
         shutdown_frame: SERVER_SHUTDOWN,
+        forced_close,
     };
     run(stream, link, handler, config).await;
 }

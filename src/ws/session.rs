@@ -13,11 +13,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::{HeaderMap, Request};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tungstenite::protocol::CloseFrame;
 
 use crate::error::{Error, Result};
@@ -56,6 +56,9 @@ struct Identity {
     peer_addr: Option<SocketAddr>,
     request: Request<()>,
     protocol: Option<http::HeaderValue>,
+    /// Ends the connection without going through the (possibly full) outgoing queue; taken by the
+    /// first [`SessionHandle::try_close`] that finds the queue full.
+    force_close: Mutex<Option<oneshot::Sender<CloseFrame>>>,
 }
 
 /// A cloneable handle that sends into one connection from any task.
@@ -144,6 +147,45 @@ impl SessionHandle {
             .map_err(|_| Error::ConnectionClosed)
     }
 
+    /// Closes the connection without waiting, even when its outgoing queue is full.
+    ///
+    /// With room in the queue, the close frame goes after the messages already queued, as with
+    /// [`close`](Self::close). With the queue full (a peer that stopped reading), the connection
+    /// is ended right away instead: the queued messages are discarded, the close frame follows
+    /// whatever is already in the socket's buffers, and a hook running at that moment is cancelled.
+    /// This is how a broadcaster drops a slow consumer without ever waiting on it.
+    ///
+    /// Fails with [`Error::ConnectionClosed`] when the connection is already closed or a forced
+    /// close is already under way.
+    pub fn try_close(&self, code: CloseCode, reason: impl Into<Utf8Bytes>) -> Result<()> {
+        let frame = CloseFrame {
+            code,
+            reason: fit_close_reason(reason.into()),
+        };
+        match self
+            .outgoing
+            .try_send(tungstenite::Message::Close(Some(frame)))
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::ConnectionClosed),
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let tungstenite::Message::Close(Some(frame)) = message else {
+                    unreachable!("the message sent is a close frame")
+                };
+                let sender = self
+                    .identity
+                    .force_close
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                match sender {
+                    Some(sender) => sender.send(frame).map_err(|_| Error::ConnectionClosed),
+                    None => Err(Error::ConnectionClosed),
+                }
+            }
+        }
+    }
+
     /// Whether the connection has stopped taking messages.
     pub fn is_closed(&self) -> bool {
         self.outgoing.is_closed()
@@ -173,38 +215,46 @@ pub struct Session {
 }
 
 impl Session {
-    /// Creates a session and the receiving end of its outgoing queue.
+    /// Creates a session, the receiving end of its outgoing queue, and the receiver of
+    /// [`SessionHandle::try_close`]'s forced close.
     pub(crate) fn new(
         request: Request<()>,
         peer_addr: Option<SocketAddr>,
         protocol: Option<http::HeaderValue>,
         extensions: Extensions,
         queue_bound: usize,
-    ) -> (Session, mpsc::Receiver<Outgoing>) {
+    ) -> (
+        Session,
+        mpsc::Receiver<Outgoing>,
+        oneshot::Receiver<CloseFrame>,
+    ) {
         let (outgoing, receiver) = mpsc::channel(queue_bound.max(1));
-        let session = Session::attach(request, peer_addr, protocol, extensions, outgoing);
-        (session, receiver)
+        let (session, forced) = Session::attach(request, peer_addr, protocol, extensions, outgoing);
+        (session, receiver, forced)
     }
 
     /// Creates a session that sends into an existing queue (a reconnecting client keeps one queue
-    /// across its connections).
+    /// across its connections), and the receiver of its forced-close signal.
     pub(crate) fn attach(
         request: Request<()>,
         peer_addr: Option<SocketAddr>,
         protocol: Option<http::HeaderValue>,
         extensions: Extensions,
         outgoing: mpsc::Sender<Outgoing>,
-    ) -> Session {
+    ) -> (Session, oneshot::Receiver<CloseFrame>) {
+        let (force_close, forced) = oneshot::channel();
         let identity = Arc::new(Identity {
             id: ConnectionId::next(),
             peer_addr,
             request,
             protocol,
+            force_close: Mutex::new(Some(force_close)),
         });
-        Session {
+        let session = Session {
             handle: SessionHandle { identity, outgoing },
             extensions,
-        }
+        };
+        (session, forced)
     }
 
     /// A cloneable handle for sending into this connection from other tasks.
@@ -272,6 +322,12 @@ impl Session {
     /// [`SessionHandle::close`].
     pub async fn close(&self, code: CloseCode, reason: impl Into<Utf8Bytes>) -> Result<()> {
         self.handle.close(code, reason).await
+    }
+
+    /// Closes the connection without waiting, even when the queue is full; see
+    /// [`SessionHandle::try_close`].
+    pub fn try_close(&self, code: CloseCode, reason: impl Into<Utf8Bytes>) -> Result<()> {
+        self.handle.try_close(code, reason)
     }
 
     /// Whether the connection has stopped taking messages.

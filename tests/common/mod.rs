@@ -283,3 +283,68 @@ pub async fn next_close(
         .expect("on_close in time")
         .expect("probe alive")
 }
+
+/// A client request for `url` with extra headers, for tests of upgrade guards.
+pub fn request_with(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::http::Request<()> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut request = url.into_client_request().expect("valid url");
+    for (name, value) in headers {
+        request.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    request
+}
+
+/// Connects with a prepared request, expecting `101`; returns the client and the response headers.
+pub async fn connect_request(
+    request: tokio_tungstenite::tungstenite::http::Request<()>,
+) -> (Client, tokio_tungstenite::tungstenite::http::HeaderMap) {
+    let (client, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect in time")
+        .expect("handshake");
+    assert_eq!(response.status(), 101);
+    (client, response.headers().clone())
+}
+
+/// Connects with a prepared request, expecting an HTTP refusal; returns its status, headers and
+/// body.
+pub async fn refused(
+    request: tokio_tungstenite::tungstenite::http::Request<()>,
+) -> (u16, tokio_tungstenite::tungstenite::http::HeaderMap, String) {
+    let result = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("answer in time");
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|body| String::from_utf8_lossy(body).into_owned())
+                .unwrap_or_default();
+            (response.status().as_u16(), response.headers().clone(), body)
+        }
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected an HTTP refusal, got 101"),
+    }
+}
+
+/// The next data message as text.
+pub async fn next_text(client: &mut Client) -> String {
+    match next_data(client).await {
+        WsMessage::Text(text) => text.as_str().to_owned(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Sends a close frame and reads until the server ends the connection.
+pub async fn close_client(client: &mut Client) {
+    let _ = client.close(None).await;
+    let _ = tokio::time::timeout(WAIT, async { while client.next().await.is_some() {} }).await;
+}

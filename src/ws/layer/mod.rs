@@ -1,4 +1,4 @@
-//! Composition: a [`Layer`] wraps a handler in another handler.
+//! Composition: a [`Layer`] wraps a handler in another handler, and the ready-made layers.
 //!
 //! This is tower's `Layer` sized for WebSocket lifecycles: a middleware is a [`Handler`] that owns
 //! another handler and decides what to do before and after calling it (time it, trace it, refuse
@@ -6,15 +6,48 @@
 //! builds the wrapped handler. [`HandlerBuilder`] stacks several, outermost first:
 //!
 //! ```
-//! use wsgrpc::ws::{handler_fn, HandlerBuilder, Identity, Message, SessionHandle};
+//! use std::time::Duration;
+//! use wsgrpc::ws::layer::{RateLimitLayer, TimeoutLayer, TraceLayer};
+//! use wsgrpc::ws::{handler_fn, HandlerBuilder, Message, SessionHandle};
 //!
 //! let echo = handler_fn(|session: SessionHandle, message: Message| async move {
 //!     session.send(message).await
 //! });
-//! // `Identity` stands in for real layers such as tracing or rate limits.
-//! let handler = HandlerBuilder::new().layer(Identity).layer(Identity).handler(echo);
+//! let handler = HandlerBuilder::new()
+//!     .layer(TraceLayer::new())
+//!     .layer(RateLimitLayer::new(20, Duration::from_secs(1)))
+//!     .layer(TimeoutLayer::new(Duration::from_secs(10)))
+//!     .handler(echo);
 //! # let _ = handler;
 //! ```
+//!
+//! # Ready layers
+//!
+//! Each is a pair, `FooLayer` (the configuration) and `Foo<H>` (the wrapped handler, with `new`,
+//! `get_ref` and `into_inner`), and they stack in any order:
+//!
+//! - [`TraceLayer`]: a span per connection (id, peer, path); counts and close code on close.
+//! - [`RateLimitLayer`]: a token bucket per connection; excess closes with 1008 by default.
+//! - [`TimeoutLayer`]: a deadline on each message's handling; closes with 1011 when it passes.
+//! - The guards in [`guard`](crate::ws::guard) (origin, auth, subprotocol) are layers too.
+//!
+//! There is no catch-panic layer: it is not needed, because the server already contains panics.
+//! A hook that panics closes its own connection with 1011 and the server keeps serving.
+//!
+//! Order matters where layers interact: a layer sees what the layers outside it let through. Put
+//! [`TraceLayer`] outermost to trace rate-limit and timeout closes too, and the rate limit outside
+//! the timeout so that excess messages are refused without starting a timer.
+
+mod rate_limit;
+mod timeout;
+mod trace;
+
+pub use rate_limit::{Excess, RateLimit, RateLimitLayer};
+pub use timeout::{Timeout, TimeoutLayer};
+pub use trace::{Trace, TraceLayer};
+
+#[cfg(doc)]
+use crate::ws::Handler;
 
 /// Wraps a handler of type `H` into another handler.
 pub trait Layer<H> {

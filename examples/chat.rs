@@ -1,0 +1,236 @@
+//! A chat server: rooms by path, nicknames, join and leave notices, JSON messages. It puts the
+//! composition pieces together: a router, upgrade guards, layers, typed messages and a hub.
+//!
+//! ```text
+//! cargo run --example chat        # listens on 127.0.0.1:8090
+//! # terminal 2:
+//! cargo run --example ws_client -- "ws://127.0.0.1:8090/rooms/lobby?nick=ann"
+//! # terminal 3:
+//! cargo run --example ws_client -- "ws://127.0.0.1:8090/rooms/lobby?nick=bob"
+//! # then type lines like this in either client; both print it:
+//! {"text":"hello, lobby"}
+//! # a server-wide announcement (the token is CHAT_TOKEN, default "letmein"):
+//! cargo run --example ws_client -- "ws://127.0.0.1:8090/announce?access_token=letmein" '{"text":"restart at 5"}'
+//! ```
+//!
+//! Another address: first argument or `ADDR`. Ctrl-C shuts down gracefully (close 1001).
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use wsgrpc::ws::guard::{AuthLayer, OriginLayer, ProtocolLayer};
+use wsgrpc::ws::layer::{RateLimitLayer, TimeoutLayer, TraceLayer};
+use wsgrpc::ws::{
+    CloseReason, HandlerBuilder, Hub, JsonLayer, PathParams, Rejection, Router, Server,
+    TypedHandler, TypedSession, to_message,
+};
+
+/// What clients send: `{"text":"..."}`.
+#[derive(Deserialize)]
+struct Say {
+    text: String,
+}
+
+/// What the server sends, tagged by `type`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    /// To a newcomer: where it is and who else is there.
+    Welcome {
+        room: String,
+        nick: String,
+        present: usize,
+    },
+    Joined {
+        room: String,
+        nick: String,
+        present: usize,
+    },
+    Left {
+        room: String,
+        nick: String,
+        present: usize,
+    },
+    Message {
+        room: String,
+        nick: String,
+        text: String,
+    },
+    Announcement {
+        text: String,
+    },
+    /// To an announcer: how many connections the announcement reached.
+    Announced {
+        delivered: usize,
+    },
+}
+
+/// Who a chat connection is; kept in its session's extensions.
+struct Member {
+    room: String,
+    nick: String,
+}
+
+struct Chat {
+    hub: Hub,
+}
+
+impl Chat {
+    /// Encodes once, then every member of the room shares the bytes.
+    fn tell_room(&self, room: &str, event: &Event) -> wsgrpc::Result<()> {
+        self.hub.broadcast_to(room, to_message(event)?);
+        Ok(())
+    }
+}
+
+impl TypedHandler for Chat {
+    type In = Say;
+    type Out = Event;
+
+    async fn on_open(&self, mut session: TypedSession<'_, Event>) -> wsgrpc::Result<()> {
+        let room = session
+            .extensions()
+            .get::<PathParams>()
+            .and_then(|params| params.get("room"))
+            .unwrap_or("lobby")
+            .to_owned();
+        let nick = nick(session.query()).unwrap_or_else(|| format!("guest-{}", session.id()));
+        let present = self.hub.presence(&room) + 1;
+        self.tell_room(
+            &room,
+            &Event::Joined {
+                room: room.clone(),
+                nick: nick.clone(),
+                present,
+            },
+        )?;
+        self.hub.join(&session.handle(), &room);
+        session
+            .send(&Event::Welcome {
+                room: room.clone(),
+                nick: nick.clone(),
+                present,
+            })
+            .await?;
+        session.extensions_mut().insert(Member { room, nick });
+        Ok(())
+    }
+
+    async fn on_message(&self, session: TypedSession<'_, Event>, say: Say) -> wsgrpc::Result<()> {
+        let Some(member) = session.extensions().get::<Member>() else {
+            return Ok(());
+        };
+        self.tell_room(
+            &member.room,
+            &Event::Message {
+                room: member.room.clone(),
+                nick: member.nick.clone(),
+                text: say.text,
+            },
+        )
+    }
+
+    async fn on_close(&self, mut session: TypedSession<'_, Event>, _reason: CloseReason) {
+        self.hub.remove(session.id());
+        if let Some(Member { room, nick }) = session.extensions_mut().remove::<Member>() {
+            let present = self.hub.presence(&room);
+            let left = Event::Left {
+                room: room.clone(),
+                nick,
+                present,
+            };
+            let _ = self.tell_room(&room, &left);
+        }
+    }
+}
+
+/// The `nick` query parameter: letters, digits, `-`, `_` and `.`, at most 24 of them.
+fn nick(query: Option<&str>) -> Option<String> {
+    let raw = query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("nick="))?;
+    let nick: String = raw
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(24)
+        .collect();
+    (!nick.is_empty()).then_some(nick)
+}
+
+/// Broadcasts what an authenticated client sends to every chat connection.
+struct Announce {
+    hub: Hub,
+}
+
+impl TypedHandler for Announce {
+    type In = Say;
+    type Out = Event;
+
+    async fn on_message(&self, session: TypedSession<'_, Event>, say: Say) -> wsgrpc::Result<()> {
+        let delivery = self
+            .hub
+            .broadcast(to_message(&Event::Announcement { text: say.text })?);
+        session
+            .send(&Event::Announced {
+                delivered: delivery.delivered,
+            })
+            .await
+    }
+}
+
+#[tokio::main]
+async fn main() -> wsgrpc::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let addr = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:8090".to_owned());
+    let token = std::env::var("CHAT_TOKEN").unwrap_or_else(|_| "letmein".to_owned());
+
+    let hub = Hub::new();
+    let rooms = HandlerBuilder::new()
+        // Optional: clients that offer `chat.v1` get it confirmed; ws_client offers none.
+        .layer(ProtocolLayer::new(["chat.v1"]))
+        .layer(RateLimitLayer::new(5, Duration::from_secs(1)).burst(10))
+        .layer(TimeoutLayer::new(Duration::from_secs(10)))
+        .layer(JsonLayer::new())
+        .handler(Chat { hub: hub.clone() });
+    let announce = HandlerBuilder::new()
+        .layer(
+            AuthLayer::new(move |offered: String| {
+                let valid = offered == token;
+                async move {
+                    if valid {
+                        Ok(())
+                    } else {
+                        Err(Rejection::new(StatusCode::FORBIDDEN, "wrong token\n"))
+                    }
+                }
+            })
+            .query_param("access_token"),
+        )
+        .layer(JsonLayer::new())
+        .handler(Announce { hub });
+    let router = Router::new()
+        .route("/rooms/{room}", rooms)
+        .route("/announce", announce);
+    let handler = HandlerBuilder::new()
+        .layer(TraceLayer::new())
+        // Web pages from other sites may not connect in their visitors' name.
+        .layer(OriginLayer::new())
+        .handler(router);
+
+    let server = Server::bind(&addr).await?;
+    println!(
+        "chat on ws://{}/rooms/{{room}}?nick=NAME",
+        server.local_addr()
+    );
+    server
+        .serve_with_shutdown(handler, wsgrpc::shutdown_signal())
+        .await
+}
