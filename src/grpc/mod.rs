@@ -1,1 +1,2 @@
 //! The gRPC side (work in progress).
+pub mod pb;
