@@ -66,6 +66,15 @@ pub enum Error {
     /// The address to bind or connect to could not be used.
     #[error("invalid address `{0}`")]
     InvalidAddress(String),
+
+    // gRPC
+    /// The gRPC reflection service could not be built from the embedded file descriptor sets.
+    #[error("could not build the grpc reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+
+    /// The TLS certificate, key or configuration was unusable.
+    #[error("invalid tls configuration")]
+    Tls(#[source] BoxError),
 }
 
 impl Error {
