@@ -267,3 +267,64 @@ pub async fn raw_unary(channel: Channel, path: &'static str, body: Bytes) -> Res
         .await
         .map(tonic::Response::into_inner)
 }
+
+/// The outcome of [`raw_h2_call`]: the gRPC status code (from the headers of a trailers-only
+/// response, or from the trailers) and the response's data bytes.
+#[derive(Debug)]
+pub struct RawOutcome {
+    pub grpc_status: Option<String>,
+    pub grpc_message: Option<String>,
+    pub data: Bytes,
+}
+
+/// One unary call made with a bare HTTP/2 client, so that no client library enforces deadlines or
+/// limits of its own: what comes back is what the server decided. `message` is the protobuf-encoded
+/// request; it is framed here.
+pub async fn raw_h2_call(
+    addr: SocketAddr,
+    path: &str,
+    extra_headers: &[(&'static str, &'static str)],
+    message: &[u8],
+) -> RawOutcome {
+    use http_body_util::BodyExt;
+
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("http/2 handshake");
+    tokio::spawn(connection);
+
+    let mut frame = Vec::with_capacity(5 + message.len());
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(message);
+    let mut request = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in extra_headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(Bytes::from(frame)))
+        .expect("valid request");
+
+    let response = sender.send_request(request).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.expect("response body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .or_else(|| trailers.get(name))
+            .map(|value| value.to_str().expect("ascii header").to_owned())
+    };
+    RawOutcome {
+        grpc_status: header("grpc-status"),
+        grpc_message: header("grpc-message"),
+        data: collected.to_bytes(),
+    }
+}
