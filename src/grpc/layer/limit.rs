@@ -62,7 +62,10 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
     }
 }
 
-/// A service with a bounded number of calls in flight; see the [module docs](self).
+/// A service with a bounded number of calls in flight.
+///
+/// A call holds its slot until its response body ends, so streaming calls count while they stream.
+/// Over the limit, a call is refused with `RESOURCE_EXHAUSTED` (load shedding) or waits for a slot.
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLimit<S> {
     inner: S,
