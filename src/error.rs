@@ -102,9 +102,15 @@ pub enum Error {
     #[error("json encoding failed")]
     Json(#[from] serde_json::Error),
 
-    /// TLS could not be set up (a bad certificate or key, or `wss://` without the `tls` feature).
-    #[error("tls setup failed: {0}")]
-    Tls(String),
+    // gRPC
+    /// The gRPC reflection service could not be built from the embedded file descriptor sets.
+    #[error("could not build the grpc reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+
+    /// TLS could not be set up: an unusable certificate, key or configuration, or `wss://`
+    /// without the `tls` feature.
+    #[error("invalid tls configuration")]
+    Tls(#[source] BoxError),
 }
 
 impl Error {

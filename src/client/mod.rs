@@ -373,7 +373,7 @@ impl ClientBuilder {
     async fn secure(&self, stream: TcpStream, target: &Target) -> Result<Transport> {
         if target.secure {
             return Err(Error::Tls(
-                "wss:// needs the `tls` feature of wsgrpc".to_owned(),
+                "wss:// needs the `tls` feature of wsgrpc".into(),
             ));
         }
         Ok(Transport::Plain(stream))
@@ -388,7 +388,7 @@ fn default_tls_config() -> Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|error| Error::Tls(error.to_string()))?
+        .map_err(|error| Error::Tls(error.into()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))

@@ -1,0 +1,36 @@
+//! The reference design's gRPC server: `helloworld.Greeter` answering `Hello {name}`, with health
+//! checks and reflection, shutting down gracefully on Ctrl-C.
+//!
+//! Try it:
+//!
+//! ```text
+//! cargo run --example greeter_server                # 127.0.0.1:50051; or pass ADDR / set ADDR=
+//! cargo run --example greeter_client -- http://127.0.0.1:50051 world
+//! grpcurl -plaintext -d '{"name":"world"}' 127.0.0.1:50051 helloworld.Greeter/SayHello
+//! ```
+
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use wsgrpc::grpc::GrpcServer;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:50051";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let addr = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("ADDR").ok())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on {}", listener.local_addr()?);
+
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    GrpcServer::new().serve(listener, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The request layers the server puts in front of its services, usable on their own.
+//!
+//! Each layer is a tower `Layer`/`Service` pair in its own file. [`GrpcLayer`] stacks the three as
+//! the server configures them, so another HTTP/2 server (an axum router sharing a port, say) gets the
+//! same limits, deadline and auth without tonic's `Server`. None of them turns a refusal into a
+//! transport error: each answers with a complete gRPC status response, so the stack keeps the inner
+//! service's error type (`Infallible` for tonic's `Routes`).
+
+mod auth;
+mod limit;
+mod timeout;
+
+pub use auth::{BearerAuth, BearerAuthLayer, BearerToken};
+pub use limit::{ConcurrencyLimit, ConcurrencyLimitLayer, PermitBody};
+pub use timeout::{Timeout, TimeoutLayer};
+
+/// Response futures of the layers, named for the rare user who has to spell a stack's type.
+pub mod future {
+    pub use super::auth::ResponseFuture as BearerAuthFuture;
+    pub use super::limit::ResponseFuture as ConcurrencyLimitFuture;
+    pub use super::timeout::ResponseFuture as TimeoutFuture;
+}
+
+use tower_layer::Layer;
+
+use super::Config;
+
+/// The server's request layers, outermost first: bearer auth (when a token is set), the deadline,
+/// then the concurrency limit.
+///
+/// Auth comes first so an unauthenticated client cannot take a concurrency slot; the deadline
+/// encloses the wait for a slot, because the client's deadline runs while it waits. A layer that is
+/// not configured only passes the call through: its service type stays, its work does not.
+#[derive(Debug, Clone)]
+pub struct GrpcLayer {
+    auth: Option<BearerAuthLayer>,
+    timeout: TimeoutLayer,
+    limit: ConcurrencyLimitLayer,
+}
+
+impl GrpcLayer {
+    /// The layers `config` asks for, plus `auth` when given.
+    pub fn new(config: &Config, auth: Option<BearerAuthLayer>) -> Self {
+        let limit = match config.concurrency_limit {
+            Some(max_calls) => ConcurrencyLimitLayer::new(max_calls, config.load_shed),
+            None => ConcurrencyLimitLayer::unlimited(),
+        };
+        GrpcLayer {
+            auth,
+            timeout: TimeoutLayer::new(config.timeout),
+            limit,
+        }
+    }
+}
+
+impl<S> Layer<S> for GrpcLayer {
+    type Service = BearerAuth<Timeout<ConcurrencyLimit<S>>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let timed = self.timeout.layer(self.limit.layer(inner));
+        match &self.auth {
+            Some(auth) => auth.layer(timed),
+            None => BearerAuth::disabled(timed),
+        }
+    }
+}
