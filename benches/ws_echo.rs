@@ -112,8 +112,12 @@ impl wsgrpc::ws::Handler for Echo {
 
 async fn serve_wsgrpc(listener: TcpListener) {
     let mut config = wsgrpc::ws::Config::default().max_connections(100_000);
-    if std::env::var_os("BENCH_NO_PING").is_some() {
-        config = config.ping_interval(None);
+    // Knobs for exploring the defaults; the reported figures use the default `Config`.
+    if let Some(size) = std::env::var("BENCH_READ_BUFFER")
+        .ok()
+        .and_then(|size| size.parse().ok())
+    {
+        config = config.read_buffer_size(size);
     }
     let server = wsgrpc::ws::Server::from_listener(listener)
         .expect("server")

@@ -60,7 +60,7 @@ use futures::future::{Fuse, FusedFuture};
 use http::Uri;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tungstenite::protocol::{CloseFrame, Role};
 
@@ -68,6 +68,7 @@ pub use reconnect::{Reconnect, WhileDisconnected};
 
 use crate::error::{Error, Result};
 use crate::ws::connection::{Link, Queue, run};
+use crate::ws::queue;
 use crate::ws::session::Outgoing;
 use crate::ws::{CloseCode, CloseReason, Config, Extensions, Handler, Message, Session, Utf8Bytes};
 use transport::Transport;
@@ -103,7 +104,7 @@ pub enum ConnectionState {
 /// [`SessionHandle`](crate::ws::SessionHandle) on the server side.
 #[derive(Clone)]
 pub struct Client {
-    outgoing: mpsc::Sender<Outgoing>,
+    outgoing: queue::Sender<Outgoing>,
     state: watch::Receiver<ConnectionState>,
     while_disconnected: WhileDisconnected,
     // When the last handle is dropped this sender goes with it, which the connection task takes as
@@ -140,8 +141,8 @@ impl Client {
         self.outgoing
             .try_send(message.into())
             .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => Error::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => Error::ConnectionClosed,
+                queue::SendError::Full(_) => Error::QueueFull,
+                queue::SendError::Closed(_) => Error::ConnectionClosed,
             })
     }
 
@@ -300,7 +301,7 @@ impl ClientBuilder {
             return Err(Error::InvalidHeader(header.clone()));
         }
         let target = Target::parse(&self.url)?;
-        let (sender, receiver) = mpsc::channel(self.config.outgoing_queue.max(1));
+        let (sender, receiver) = queue::channel(self.config.outgoing_queue);
         let (state_sender, state) = watch::channel(ConnectionState::Connecting);
         let (owner, abandoned) = oneshot::channel();
         let client = Client {
@@ -440,8 +441,8 @@ struct Driver {
     builder: ClientBuilder,
     target: Target,
     /// Kept to attach each new session to the same queue.
-    sender: mpsc::Sender<Outgoing>,
-    receiver: mpsc::Receiver<Outgoing>,
+    sender: queue::Sender<Outgoing>,
+    receiver: queue::Receiver<Outgoing>,
     state: watch::Sender<ConnectionState>,
     abandoned: Fuse<oneshot::Receiver<()>>,
 }

@@ -67,9 +67,11 @@ pub struct Config {
     /// On graceful shutdown, how long to wait for connections to finish their close handshakes
     /// before dropping them. Default 10 s.
     pub shutdown_timeout: Duration,
-    /// Bytes read from the socket at a time, allocated per connection when it opens. Small keeps
-    /// idle connections cheap; a frame larger than this still arrives whole. Default 8 KiB
-    /// (tungstenite's default is 128 KiB).
+    /// The read buffer every connection holds for its whole life, and the most one read puts
+    /// into it directly. Small keeps idle connections cheap (the reason for the default); when a
+    /// read fills it completely, the connection switches to bulk reads of up to 64 KiB into a side
+    /// buffer that is released again as soon as the peer pauses, so large messages still arrive in
+    /// few syscalls. Default 2 KiB (tungstenite's default is 128 KiB).
     pub read_buffer_size: usize,
     /// Buffered outgoing bytes above which frames are written to the socket before the batch ends.
     /// Default 128 KiB (tungstenite's default).
@@ -91,7 +93,7 @@ impl Default for Config {
             max_connections: 10_000,
             tcp_nodelay: true,
             shutdown_timeout: Duration::from_secs(10),
-            read_buffer_size: 8 << 10,
+            read_buffer_size: 2 << 10,
             write_buffer_size: 128 << 10,
         }
     }

@@ -28,14 +28,15 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::Fuse;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 use tungstenite::Utf8Bytes;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketContext};
 
 use crate::error::Error;
-use crate::ws::io::SyncIo;
+use crate::ws::io::{ReadAhead, SyncIo};
 use crate::ws::message::{CloseCode, CloseReason, ClosedBy, Message};
+use crate::ws::queue;
 use crate::ws::session::Outgoing;
 use crate::ws::{Config, Handler, Session, Upgrade};
 
@@ -106,10 +107,10 @@ pub(crate) const SERVER_SHUTDOWN: CloseFrame = CloseFrame {
 /// The receiving end of a connection's outgoing queue.
 pub(crate) enum Queue<'q> {
     /// A server connection's queue lives and dies with the connection.
-    Owned(mpsc::Receiver<Outgoing>),
+    Owned(queue::Receiver<Outgoing>),
     /// A reconnecting client's queue outlives each connection, so that what is sent while
     /// disconnected waits (bounded) for the next one. Only an explicit close ends it.
-    Shared(&'q mut mpsc::Receiver<Outgoing>),
+    Shared(&'q mut queue::Receiver<Outgoing>),
 }
 
 impl Queue<'_> {
@@ -117,8 +118,8 @@ impl Queue<'_> {
     /// it is busy anyway, so a handler's own reply does not schedule a needless extra poll.
     fn try_recv(&mut self) -> Option<Outgoing> {
         match self {
-            Queue::Owned(receiver) => receiver.try_recv().ok(),
-            Queue::Shared(receiver) => receiver.try_recv().ok(),
+            Queue::Owned(receiver) => receiver.try_recv(),
+            Queue::Shared(receiver) => receiver.try_recv(),
         }
     }
 
@@ -185,7 +186,7 @@ where
         WebSocketContext::from_partially_read(read_ahead, role, Some(config.websocket_config()))
     };
     let mut connection = Connection {
-        io,
+        io: ReadAhead::new(io),
         ws,
         outgoing,
         flush_pending: false,
@@ -223,7 +224,9 @@ where
         };
     }
     let reason = match end {
-        Some(end) => connection.finish(end).await,
+        // Boxed: the closing sequence runs once, and keeping its (large) state out of the
+        // connection's future keeps every idle connection smaller.
+        Some(end) => Box::pin(connection.finish(end)).await,
         None => unreachable!("the loop only ends with an end"),
     };
     tracing::debug!(id = %session.id(), %reason, "websocket connection closed");
@@ -327,7 +330,7 @@ fn end_for(error: tungstenite::Error) -> End {
 }
 
 struct Connection<'c, 'q, S> {
-    io: S,
+    io: ReadAhead<S>,
     ws: WebSocketContext,
     outgoing: Queue<'q>,
     /// Frames were handed to tungstenite and not yet flushed to the socket.

@@ -415,10 +415,10 @@ mod tests {
     use super::*;
     use crate::ws::{Extensions, Session};
     use bytes::Bytes;
-    use tokio::sync::{mpsc, oneshot};
+    use tokio::sync::oneshot;
     use tungstenite::protocol::CloseFrame;
 
-    type Outgoing = mpsc::Receiver<tungstenite::Message>;
+    type Outgoing = crate::ws::queue::Receiver<tungstenite::Message>;
 
     /// An in-process session with a queue of `bound` messages.
     fn session(bound: usize) -> (Session, Outgoing, oneshot::Receiver<CloseFrame>) {
@@ -466,7 +466,7 @@ mod tests {
         assert_eq!(hub.send_to(b.id(), "direct").delivered, 1);
         assert_eq!(hub.broadcast("all").delivered, 2);
         let texts = |out: &mut Outgoing| {
-            std::iter::from_fn(|| out.try_recv().ok())
+            std::iter::from_fn(|| out.try_recv())
                 .map(|message| message.into_text().expect("text").to_string())
                 .collect::<Vec<_>>()
         };
@@ -499,7 +499,7 @@ mod tests {
         let frame = slow_close.try_recv().expect("forced close");
         assert_eq!(frame.code, CloseCode::Policy);
         assert_eq!(frame.reason.as_str(), SLOW_CONSUMER_REASON);
-        assert_eq!(std::iter::from_fn(|| fast_out.try_recv().ok()).count(), 2);
+        assert_eq!(std::iter::from_fn(|| fast_out.try_recv()).count(), 2);
     }
 
     #[test]
@@ -512,7 +512,7 @@ mod tests {
         assert_eq!(hub.broadcast("three").lagged, 1);
         assert_eq!(hub.lagged(slow.id()), Some(2));
         // Once it has room again, it receives the next message.
-        assert!(slow_out.try_recv().is_ok());
+        assert!(slow_out.try_recv().is_some());
         assert_eq!(hub.broadcast("four").delivered, 1);
     }
 

@@ -65,6 +65,7 @@ mod hub;
 mod io;
 pub mod layer;
 pub(crate) mod message;
+pub(crate) mod queue;
 mod router;
 mod server;
 pub(crate) mod session;

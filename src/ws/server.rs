@@ -342,7 +342,9 @@ async fn upgrade_and_run<S, H>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
     H: Handler,
 {
-    let handshake = handshake(&mut stream, peer, handler, config);
+    // Boxed for the same reason as the close sequence: it runs once, and its state (the request
+    // parser, `on_upgrade`) should not inflate every open connection's future.
+    let handshake = Box::pin(handshake(&mut stream, peer, handler, config));
     let (upgrade, read_ahead) = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Some(accepted)) => accepted,
         Ok(None) => return,

@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::{HeaderMap, Request};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tungstenite::protocol::CloseFrame;
 
 use crate::error::{Error, Result};
 use crate::ws::Extensions;
 use crate::ws::message::{CloseCode, Message, Utf8Bytes, fit_close_reason};
+use crate::ws::queue;
 
 /// A process-wide unique connection id, assigned in accept order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,7 +70,7 @@ struct Identity {
 #[derive(Clone)]
 pub struct SessionHandle {
     identity: Arc<Identity>,
-    outgoing: mpsc::Sender<Outgoing>,
+    outgoing: queue::Sender<Outgoing>,
 }
 
 impl SessionHandle {
@@ -126,8 +127,8 @@ impl SessionHandle {
         self.outgoing
             .try_send(message.into())
             .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => Error::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => Error::ConnectionClosed,
+                queue::SendError::Full(_) => Error::QueueFull,
+                queue::SendError::Closed(_) => Error::ConnectionClosed,
             })
     }
 
@@ -167,8 +168,8 @@ impl SessionHandle {
             .try_send(tungstenite::Message::Close(Some(frame)))
         {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::ConnectionClosed),
-            Err(mpsc::error::TrySendError::Full(message)) => {
+            Err(queue::SendError::Closed(_)) => Err(Error::ConnectionClosed),
+            Err(queue::SendError::Full(message)) => {
                 let tungstenite::Message::Close(Some(frame)) = message else {
                     unreachable!("the message sent is a close frame")
                 };
@@ -225,10 +226,10 @@ impl Session {
         queue_bound: usize,
     ) -> (
         Session,
-        mpsc::Receiver<Outgoing>,
+        queue::Receiver<Outgoing>,
         oneshot::Receiver<CloseFrame>,
     ) {
-        let (outgoing, receiver) = mpsc::channel(queue_bound.max(1));
+        let (outgoing, receiver) = queue::channel(queue_bound);
         let (session, forced) = Session::attach(request, peer_addr, protocol, extensions, outgoing);
         (session, receiver, forced)
     }
@@ -240,7 +241,7 @@ impl Session {
         peer_addr: Option<SocketAddr>,
         protocol: Option<http::HeaderValue>,
         extensions: Extensions,
-        outgoing: mpsc::Sender<Outgoing>,
+        outgoing: queue::Sender<Outgoing>,
     ) -> (Session, oneshot::Receiver<CloseFrame>) {
         let (force_close, forced) = oneshot::channel();
         let identity = Arc::new(Identity {
