@@ -89,6 +89,7 @@ fn run_server(kind: &str) {
         println!("READY {}", listener.local_addr().expect("addr"));
         match kind {
             "wsgrpc" => serve_wsgrpc(listener).await,
+            "hub" => serve_hub(listener).await,
             "naive" => serve_accept_loop(listener, naive_connection).await,
             "tuned" => serve_accept_loop(listener, tuned_connection).await,
             "fastws" => serve_accept_loop(listener, fastws_connection).await,
@@ -123,6 +124,44 @@ async fn serve_wsgrpc(listener: TcpListener) {
         .expect("server")
         .with_config(config);
     server.serve(Echo).await.expect("serve");
+}
+
+/// Subscribers join the hub; whatever the connection on `/send` sends is broadcast to them all.
+struct Broadcast {
+    hub: wsgrpc::ws::Hub,
+}
+
+impl wsgrpc::ws::Handler for Broadcast {
+    async fn on_open(&self, session: &mut wsgrpc::ws::Session) -> wsgrpc::Result<()> {
+        if session.path() != "/send" {
+            self.hub.add(&session.handle());
+        }
+        Ok(())
+    }
+
+    async fn on_message(
+        &self,
+        _session: &mut wsgrpc::ws::Session,
+        message: wsgrpc::ws::Message,
+    ) -> wsgrpc::Result<()> {
+        self.hub.broadcast(message);
+        Ok(())
+    }
+
+    async fn on_close(&self, session: &mut wsgrpc::ws::Session, _reason: wsgrpc::ws::CloseReason) {
+        self.hub.remove(session.id());
+    }
+}
+
+async fn serve_hub(listener: TcpListener) {
+    let config = wsgrpc::ws::Config::default().max_connections(100_000);
+    let server = wsgrpc::ws::Server::from_listener(listener)
+        .expect("server")
+        .with_config(config);
+    // Lag rather than close: the load generator paces itself, so a lagging subscriber is a
+    // measurement problem to report, not a client to drop.
+    let hub = wsgrpc::ws::Hub::with_policy(wsgrpc::ws::SlowConsumer::Lag);
+    server.serve(Broadcast { hub }).await.expect("serve");
 }
 
 async fn serve_accept_loop<F, Fut>(listener: TcpListener, connection: F)
@@ -338,15 +377,24 @@ fn frame_at(buffer: &[u8], wire: Wire) -> Option<(usize, usize, u8)> {
     }
 }
 
-const UPGRADE_REQUEST: &[u8] = b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-
 /// Connects and, for WebSocket servers, upgrades. Returns the stream and bytes read past the 101.
 async fn open(addr: SocketAddr, wire: Wire) -> std::io::Result<(TcpStream, BytesMut)> {
+    open_path(addr, wire, "/ws").await
+}
+
+async fn open_path(
+    addr: SocketAddr,
+    wire: Wire,
+    path: &str,
+) -> std::io::Result<(TcpStream, BytesMut)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let mut buffer = BytesMut::with_capacity(4096);
     if wire == Wire::WebSocket {
-        stream.write_all(UPGRADE_REQUEST).await?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
         loop {
             if stream.read_buf(&mut buffer).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -621,6 +669,105 @@ async fn open_and_exchange(addr: SocketAddr, wire: Wire) -> TcpStream {
     stream
 }
 
+/// Hub fan-out: one sender, `subscribers` receivers, 128 B messages; the sender keeps at most 8
+/// messages ahead of the slowest delivery count. Returns deliveries/s, server CPU per delivery,
+/// and server allocations per delivery.
+async fn measure_broadcast(
+    server: &mut ServerProcess,
+    subscribers: usize,
+    window: Duration,
+) -> (Measured, f64) {
+    const SIZE: usize = 128;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = tokio::task::JoinSet::new();
+    let mut ready = Vec::new();
+    for _ in 0..subscribers {
+        let (stream, buffer) = open(server.addr, Wire::WebSocket).await.expect("subscribe");
+        ready.push((stream, buffer));
+    }
+    for (mut stream, mut buffer) in ready {
+        let (delivered, stop) = (delivered.clone(), stop.clone());
+        readers.spawn(async move {
+            let mut expected = 0u64;
+            loop {
+                while let Some((header, length, _)) = frame_at(&buffer, Wire::WebSocket) {
+                    assert!(
+                        payload_matches(&buffer[header..header + length], expected, SIZE),
+                        "broadcast {expected} corrupted"
+                    );
+                    buffer.advance(header + length);
+                    expected += 1;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let read =
+                    tokio::time::timeout(Duration::from_millis(200), stream.read_buf(&mut buffer))
+                        .await;
+                if let Ok(read) = read {
+                    assert!(read.expect("read") > 0, "subscriber dropped");
+                }
+            }
+        });
+    }
+    let (mut sender, _) = open_path(server.addr, Wire::WebSocket, "/send")
+        .await
+        .expect("sender");
+    let sending = {
+        let (delivered, stop) = (delivered.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut out = Vec::with_capacity(256);
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Stay at most 8 messages ahead of what every subscriber has received.
+                while delivered.load(Ordering::Relaxed) + 8 * subscribers as u64
+                    <= seq * subscribers as u64
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return sender;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                encode(&mut out, Wire::WebSocket, seq, SIZE);
+                sender.write_all(&out).await.expect("send");
+                out.clear();
+                seq += 1;
+            }
+            sender
+        })
+    };
+    tokio::time::sleep(window / 4).await;
+    server.ask("mark");
+    let (before, cpu_before, started) = (
+        delivered.load(Ordering::Relaxed),
+        server.cpu_ns(),
+        Instant::now(),
+    );
+    tokio::time::sleep(window).await;
+    let (after, cpu_after, elapsed) = (
+        delivered.load(Ordering::Relaxed),
+        server.cpu_ns(),
+        started.elapsed(),
+    );
+    let allocations: f64 = server
+        .ask("allocs")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN);
+    stop.store(true, Ordering::Relaxed);
+    let _sender = sending.await.expect("sender task");
+    while readers.join_next().await.is_some() {}
+    let deliveries = (after - before).max(1) as f64;
+    let measured = Measured {
+        per_second: deliveries / elapsed.as_secs_f64(),
+        cpu_ns_per_message: (cpu_after - cpu_before) as f64 / deliveries,
+    };
+    (measured, allocations / deliveries)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orchestration and report
 // ---------------------------------------------------------------------------------------------
@@ -640,6 +787,7 @@ fn wanted(scenario: &str) -> bool {
 }
 
 fn run_benchmarks() {
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
     let fd_limit = raise_fd_limit();
     pin_to_core(CLIENT_CORE);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -651,9 +799,7 @@ fn run_benchmarks() {
     let idle_connections =
         (env_number("BENCH_IDLE", 10_000) as usize).min(fd_limit.saturating_sub(200) as usize);
     println!(
-        "ws_echo: {} cores, server on core {SERVER_CORE}, load on core {CLIENT_CORE}; {rounds} rounds x {:?} per cell (median)",
-        std::thread::available_parallelism().map_or(0, |cores| cores.get()),
-        window
+        "ws_echo: {cores} cores, server on core {SERVER_CORE}, load on core {CLIENT_CORE}; {rounds} rounds x {window:?} per cell (median)"
     );
 
     let servers: Vec<ServerProcess> = SERVERS
@@ -743,6 +889,23 @@ fn run_benchmarks() {
                 async |server: &ServerProcess| measure_churn(server, window).await,
             )
             .await;
+        }
+        if wanted("broadcast") {
+            let subscribers = 1000.min(fd_limit.saturating_sub(200) as usize);
+            let mut hub_server = ServerProcess::start("wsgrpc", "hub");
+            let mut runs = Vec::new();
+            for _ in 0..rounds {
+                runs.push(measure_broadcast(&mut hub_server, subscribers, window).await);
+            }
+            runs.sort_by(|a, b| a.0.per_second.total_cmp(&b.0.per_second));
+            let (measured, allocations) = runs[runs.len() / 2];
+            println!("\nbroadcast: Hub, 1 sender, {subscribers} subscribers, 128 B");
+            println!(
+                "wsgrpc   {:>12} deliveries, {:>8.0}ns cpu/delivery, {:.4} allocations/delivery",
+                fmt_rate(measured.per_second),
+                measured.cpu_ns_per_message,
+                allocations
+            );
         }
         if wanted("idle") {
             println!("\nidle: {idle_connections} open connections, server RSS per connection");

@@ -64,6 +64,40 @@ impl ServerProcess {
         }
     }
 
+    /// Starts an external server command (a baseline written in another language) that listens on
+    /// `addr`; waits until it accepts connections. `None` if it cannot be started.
+    pub fn start_command(
+        name: &'static str,
+        program: &str,
+        args: &[&str],
+        addr: SocketAddr,
+    ) -> Option<ServerProcess> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdin = child.stdin.take()?;
+        let stdout = BufReader::new(child.stdout.take()?);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // polling a process we do not control
+        }
+        Some(ServerProcess {
+            name,
+            addr,
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -69,6 +69,7 @@ pub(crate) mod queue;
 mod router;
 mod server;
 pub(crate) mod session;
+mod timers;
 mod typed;
 mod upgrade;
 

@@ -140,6 +140,12 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// Drops the wake-up registration: while the connection is running anyway, a handler's own
+    /// replies need not schedule it again.
+    pub(crate) fn unwatch(&mut self) {
+        drop(self.shared.receiver.take());
+    }
+
     /// Refuses further items; senders waiting for room are released with an error. Items
     /// already queued can still be received.
     pub(crate) fn close(&mut self) {
