@@ -21,7 +21,7 @@
 use std::future::{Future, poll_fn};
 use std::io;
 use std::panic::AssertUnwindSafe;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -180,35 +180,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     H: Handler,
 {
-    let Link {
-        role,
-        mut session,
-        outgoing,
-        read_ahead,
-        shutdown,
-        shutdown_frame,
-        forced_close,
-    } = link;
-    let ws = if read_ahead.is_empty() {
-        WebSocketContext::new(role, Some(config.websocket_config()))
-    } else {
-        WebSocketContext::from_partially_read(read_ahead, role, Some(config.websocket_config()))
-    };
-    let mut connection = Connection {
-        io: ReadAhead::new(io),
-        ws,
-        outgoing,
-        flush_pending: false,
-        write_blocked: false,
-        reads_since_flush: 0,
-        closing: None,
-        inbound_frames: 0,
-        shutdown,
-        shutdown_frame,
-        forced_close: Some(forced_close),
-        timers: Timers::new(config),
-        config,
-    };
+    let (mut connection, mut session) = Connection::new(io, link, config);
     tracing::debug!(id = %session.id(), path = session.path(), "websocket connection opened");
 
     let mut end = match connection
@@ -246,18 +218,24 @@ where
 }
 
 /// Runs a handler hook, turning a panic into [`Error::HandlerPanic`] so only this connection pays.
-async fn contain<T>(hook: impl Future<Output = crate::Result<T>>) -> crate::Result<T> {
-    match AssertUnwindSafe(hook).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|text| text.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
-            Err(Error::HandlerPanic(message))
-        }
-    }
+fn contain<T>(
+    hook: impl Future<Output = crate::Result<T>>,
+) -> impl Future<Output = crate::Result<T>> {
+    // A combinator rather than an `async fn`: the hook's future is stored once, not once per
+    // layer of async state, which keeps every connection's task smaller.
+    AssertUnwindSafe(hook)
+        .catch_unwind()
+        .map(|outcome| match outcome {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                Err(Error::HandlerPanic(message))
+            }
+        })
 }
 
 fn handler_failed(error: Error) -> End {
@@ -279,6 +257,24 @@ fn close_frame(code: CloseCode, reason: &'static str) -> CloseFrame {
     CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler hook running on a connection; see [`Connection::handle`].
+    struct Handling<'a, 'c, 'q, S, F> {
+        connection: &'a mut Connection<'c, 'q, S>,
+        #[pin]
+        hook: F,
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin, F: Future> Future for Handling<'_, '_, '_, S, F> {
+    type Output = Result<F::Output, End>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        this.connection.poll_handling(this.hook, cx)
     }
 }
 
@@ -360,7 +356,44 @@ struct Connection<'c, 'q, S> {
     config: &'c Config,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
+impl<'c, 'q, S> Connection<'c, 'q, S> {
+    /// Sets a connection up. Not `async`, so that none of its temporaries (the link, the protocol
+    /// context before it moves in) take room in every connection's task.
+    fn new(io: S, link: Link<'q>, config: &'c Config) -> (Self, Session) {
+        let Link {
+            role,
+            session,
+            outgoing,
+            read_ahead,
+            shutdown,
+            shutdown_frame,
+            forced_close,
+        } = link;
+        let ws = if read_ahead.is_empty() {
+            WebSocketContext::new(role, Some(config.websocket_config()))
+        } else {
+            WebSocketContext::from_partially_read(read_ahead, role, Some(config.websocket_config()))
+        };
+        let connection = Connection {
+            io: ReadAhead::new(io),
+            ws,
+            outgoing,
+            flush_pending: false,
+            write_blocked: false,
+            reads_since_flush: 0,
+            closing: None,
+            inbound_frames: 0,
+            shutdown,
+            shutdown_frame,
+            forced_close: Some(forced_close),
+            timers: Timers::new(config),
+            config,
+        };
+        (connection, session)
+    }
+}
+
+impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
     /// Waiting phase: returns the next message, or how the connection ends.
     async fn next_event(&mut self) -> Event {
         poll_fn(|cx| self.poll_event(cx)).await
@@ -447,34 +480,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, '_, S> {
     }
 
     /// Handling phase: runs a handler hook to completion while draining the outgoing queue.
-    async fn handle<T>(&mut self, hook: impl Future<Output = T>) -> Result<T, End> {
-        let mut hook = pin!(hook);
-        poll_fn(|cx| {
-            // A hook that sends a burst fills the queue; draining it right away lets the hook go on
-            // without a round trip through the scheduler.
-            for _ in 0..4 {
-                if let Poll::Ready(output) = hook.as_mut().poll(cx) {
-                    return Poll::Ready(Ok(output));
-                }
-                match self.poll_write(cx) {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(end) => return Poll::Ready(Err(end)),
-                }
+    fn handle<F: Future>(&mut self, hook: F) -> Handling<'_, 'c, 'q, S, F> {
+        Handling {
+            connection: self,
+            hook,
+        }
+    }
+
+    fn poll_handling<F: Future>(
+        &mut self,
+        mut hook: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<F::Output, End>> {
+        // A hook that sends a burst fills the queue; draining it right away lets the hook go on
+        // without a round trip through the scheduler.
+        for _ in 0..4 {
+            if let Poll::Ready(output) = hook.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
             }
-            // A forced close exists for a peer that stopped reading, and the hook may be the one
-            // waiting on that peer's full queue: it is cancelled rather than waited for.
-            if let Poll::Ready(frame) = self.poll_forced_close(cx) {
-                return Poll::Ready(Err(End::Close(frame)));
+            match self.poll_write(cx) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(end) => return Poll::Ready(Err(end)),
             }
-            match self.timers.poll(cx, self.inbound_frames, true) {
-                Poll::Ready(TimerEvent::WriteStalled) => {
-                    Poll::Ready(Err(abnormal("write timed out")))
-                }
-                _ => Poll::Pending,
-            }
-        })
-        .await
+        }
+        // A forced close exists for a peer that stopped reading, and the hook may be the one
+        // waiting on that peer's full queue: it is cancelled rather than waited for.
+        if let Poll::Ready(frame) = self.poll_forced_close(cx) {
+            return Poll::Ready(Err(End::Close(frame)));
+        }
+        // The hook may wait on something else for a while: messages other tasks send meanwhile
+        // should still go out.
+        if let Err(end) = self.watch_queue(cx) {
+            return Poll::Ready(Err(end));
+        }
+        match self.timers.poll(cx, self.inbound_frames, true) {
+            Poll::Ready(TimerEvent::WriteStalled) => Poll::Ready(Err(abnormal("write timed out"))),
+            _ => Poll::Pending,
+        }
     }
 
     /// Whether a [`SessionHandle::try_close`](crate::ws::SessionHandle::try_close) found the queue
