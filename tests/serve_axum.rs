@@ -19,21 +19,29 @@ use wsgrpc::ws::{HandlerBuilder, Message, SessionHandle, handler_fn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_and_greeter_beside_an_axum_route() {
-    let echo =
-        handler_fn(|session: SessionHandle, message: Message| async move { session.send(message).await });
-    let guarded = HandlerBuilder::new().layer(OriginLayer::new()).handler(echo);
+    let echo = handler_fn(|session: SessionHandle, message: Message| async move {
+        session.send(message).await
+    });
+    let guarded = HandlerBuilder::new()
+        .layer(OriginLayer::new())
+        .handler(echo);
     let endpoint = WebSocket::new(guarded);
     let connections = endpoint.connections().clone();
-    let app = axum::Router::new()
-        .route("/hello", axum::routing::get(|| async { "plain axum" }))
-        .route("/ws", endpoint.into_route())
-        .route(
-            "/other",
-            websocket(handler_fn(
-                |session: SessionHandle, _message: Message| async move { session.send("other").await },
-            )),
-        )
-        .merge(grpc_router(GrpcServer::new().into_parts().await.expect("parts")));
+    let app =
+        axum::Router::new()
+            .route("/hello", axum::routing::get(|| async { "plain axum" }))
+            .route("/ws", endpoint.into_route())
+            .route(
+                "/other",
+                websocket(handler_fn(
+                    |session: SessionHandle, _message: Message| async move {
+                        session.send("other").await
+                    },
+                )),
+            )
+            .merge(grpc_router(
+                GrpcServer::new().into_parts().await.expect("parts"),
+            ));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -54,7 +62,10 @@ async fn handler_and_greeter_beside_an_axum_route() {
     // The wsgrpc handler on its route, with its guard.
     let mut client = connect(&format!("ws://{addr}/ws")).await;
     round_trip(&mut client, "through axum").await;
-    let request = common::request_with(&format!("ws://{addr}/ws"), &[("origin", "https://evil.example")]);
+    let request = common::request_with(
+        &format!("ws://{addr}/ws"),
+        &[("origin", "https://evil.example")],
+    );
     match tokio_tungstenite::connect_async(request).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), StatusCode::FORBIDDEN)
@@ -77,7 +88,9 @@ async fn handler_and_greeter_beside_an_axum_route() {
         .await
         .expect("connect");
     let reply = GreeterClient::new(channel)
-        .say_hello(HelloRequest { name: "axum".into() })
+        .say_hello(HelloRequest {
+            name: "axum".into(),
+        })
         .await
         .expect("SayHello");
     assert_eq!(reply.into_inner().message, "Hello axum");

@@ -23,7 +23,9 @@ use wsgrpc::serve::{App, Assets, Config, Cors};
 use wsgrpc::ws::{Config as WsConfig, Handler, Message, Router, SessionHandle, handler_fn};
 
 fn echo() -> impl Handler {
-    handler_fn(|session: SessionHandle, message: Message| async move { session.send(message).await })
+    handler_fn(
+        |session: SessionHandle, message: Message| async move { session.send(message).await },
+    )
 }
 
 async fn full_app() -> App<impl Handler> {
@@ -83,17 +85,19 @@ async fn every_protocol_on_one_port_at_the_same_time() {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.body().as_ref(), b"<!doctype html>hi");
     };
-    let ((), mut client, (), ()) = tokio::time::timeout(
-        WAIT,
-        async { tokio::join!(grpc, websocket, grpc_web, page) },
-    )
+    let ((), mut client, (), ()) = tokio::time::timeout(WAIT, async {
+        tokio::join!(grpc, websocket, grpc_web, page)
+    })
     .await
     .expect("all four in time");
 
     // The WebSocket is still open while the others finished.
     round_trip(&mut client, "still here").await;
     app.signal_shutdown();
-    assert_eq!(u16::from(common::expect_close(&mut client).await.code), 1001);
+    assert_eq!(
+        u16::from(common::expect_close(&mut client).await.code),
+        1001
+    );
     app.stopped().await.expect("clean shutdown");
 }
 
@@ -147,7 +151,9 @@ async fn websocket_message_limit_applies() {
     let mut client = connect(&format!("ws://{}/ws", app.addr)).await;
     use futures::SinkExt;
     client
-        .send(tokio_tungstenite::tungstenite::Message::text("x".repeat(64)))
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            "x".repeat(64),
+        ))
         .await
         .expect("send");
     let frame = common::expect_close(&mut client).await;
@@ -286,8 +292,5 @@ async fn grpc_web_cors_is_same_origin_unless_configured() {
             .expect("ascii")
             .contains("grpc-status")
     );
-    assert_eq!(
-        parse_grpc_web(call.body()).0.as_deref(),
-        Some("Hello app")
-    );
+    assert_eq!(parse_grpc_web(call.body()).0.as_deref(), Some("Hello app"));
 }

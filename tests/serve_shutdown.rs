@@ -22,7 +22,9 @@ use wsgrpc::serve::{App, Cors};
 use wsgrpc::ws::{Handler, Message, SessionHandle, handler_fn};
 
 fn echo() -> impl Handler {
-    handler_fn(|session: SessionHandle, message: Message| async move { session.send(message).await })
+    handler_fn(
+        |session: SessionHandle, message: Message| async move { session.send(message).await },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,7 +82,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let server = app.bind(&addr).await?;
     println!("listening on {scheme}://{}", server.local_addr());
-    server.serve_with_shutdown(wsgrpc::shutdown_signal()).await?;
+    server
+        .serve_with_shutdown(wsgrpc::shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -107,8 +109,13 @@ fn with_tls<H: Handler>(app: App<H>) -> Result<App<H>, Box<dyn std::error::Error
     .with_no_client_auth()
     .with_single_cert(vec![certified.cert.der().clone()], key)?;
     println!("self-signed certificate written to {}", path.display());
-    println!("  curl:     curl --cacert {} https://localhost:PORT/", path.display());
-    println!("  browser:  open the URL and accept the warning once, or import the file as an authority");
+    println!(
+        "  curl:     curl --cacert {} https://localhost:PORT/",
+        path.display()
+    );
+    println!(
+        "  browser:  open the URL and accept the warning once, or import the file as an authority"
+    );
     println!(
         "  system:   cp {} /usr/local/share/ca-certificates/wsgrpc-app.crt && update-ca-certificates",
         path.display()

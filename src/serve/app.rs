@@ -609,7 +609,9 @@ mod tests {
             Protocol::Grpc
         );
         assert_eq!(
-            of(request(Some("application/grpc+proto")).body(()).expect("valid")),
+            of(request(Some("application/grpc+proto"))
+                .body(())
+                .expect("valid")),
             Protocol::Grpc
         );
         assert_eq!(

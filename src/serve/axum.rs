@@ -17,7 +17,6 @@
 //!     .merge(grpc_router(GrpcServer::new().into_parts().await?));
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! # #[cfg(any())]
 //! axum::serve(listener, app)
 //!     .with_graceful_shutdown(async move {
 //!         wsgrpc::shutdown_signal().await;

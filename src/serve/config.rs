@@ -30,6 +30,8 @@ pub struct Config {
     pub tls_handshake_timeout: Duration,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`: WebSocket writes are batched already
     /// and gRPC messages are small and latency-bound, so Nagle's algorithm would only add latency.
+    /// On one port the socket is shared before anyone knows its protocol, so this replaces the
+    /// `tcp_nodelay` of both `ws::Config` and `grpc::Config`.
     pub tcp_nodelay: bool,
 }
 

@@ -171,7 +171,12 @@ fn same_origin<B>(origin: &str, request: &Request<B>) -> bool {
         .headers()
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
-        .or_else(|| request.uri().authority().map(|authority| authority.as_str()));
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        });
     let Some(host) = host else {
         return false;
     };

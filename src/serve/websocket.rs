@@ -99,7 +99,10 @@ impl<H: Handler> Endpoint<H> {
                     .into_response();
             }
             Err(_) => {
-                tracing::debug!(?peer, "on_upgrade passed the handshake timeout; answering 503");
+                tracing::debug!(
+                    ?peer,
+                    "on_upgrade passed the handshake timeout; answering 503"
+                );
                 return unavailable("websocket handshake timed out\n");
             }
         }

@@ -34,10 +34,10 @@ use tungstenite::Utf8Bytes;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketContext};
 
 use crate::error::Error;
+use crate::ws::connections::ConnectionGuard;
 use crate::ws::io::SyncIo;
 use crate::ws::message::{CloseCode, CloseReason, ClosedBy, Message};
 use crate::ws::session::Outgoing;
-use crate::ws::connections::ConnectionGuard;
 use crate::ws::{Config, Handler, Session, Upgrade};
 
 /// Outgoing messages encoded per batch before the batch is flushed and the reader gets a turn.

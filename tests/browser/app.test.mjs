@@ -31,7 +31,8 @@ const CHROMIUM_ARGS = [
 function buildApp() {
   const output = execFileSync(
     "cargo",
-    ["build", "--quiet", "--example", "app", "--message-format=json-render-diagnostics"],
+    // --all-features: the same build as `cargo test --all-features`, so nothing is compiled twice.
+    ["build", "--quiet", "--all-features", "--example", "app", "--message-format=json-render-diagnostics"],
     { cwd: repo, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 << 20 },
   );
   for (const line of output.split("\n").reverse()) {
