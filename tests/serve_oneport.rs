@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{connect, round_trip};
 use http::{Request, StatusCode, header};
 use http_body_util::Full;
-use serve_common::{TestApp, WAIT, grpc_web_hello, http1, parse_grpc_web};
+use serve_common::{TestApp, WAIT, grpc_web_hello, http1, http2, parse_grpc_web};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::transport::Endpoint;
@@ -293,4 +293,22 @@ async fn grpc_web_cors_is_same_origin_unless_configured() {
             .contains("grpc-status")
     );
     assert_eq!(parse_grpc_web(call.body()).0.as_deref(), Some("Hello app"));
+}
+
+#[tokio::test]
+async fn grpc_web_over_http2_too() {
+    let app = TestApp::start(full_app().await).await;
+    let addr = app.addr;
+    let mut request = grpc_web_hello(addr, "h2", None);
+    *request.uri_mut() = format!("http://{addr}/helloworld.Greeter/SayHello")
+        .parse()
+        .expect("uri");
+    request.headers_mut().remove(header::HOST);
+    let response = http2(addr, request).await;
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        parse_grpc_web(response.body()).0.as_deref(),
+        Some("Hello h2")
+    );
 }

@@ -93,6 +93,28 @@ pub async fn http1(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<
         .expect("http/1.1 exchange in time")
 }
 
+/// Sends one request over a fresh cleartext HTTP/2 connection (prior knowledge) and reads the
+/// whole response.
+pub async fn http2(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<Bytes> {
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .expect("http/2 handshake");
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Response::from_parts(parts, body)
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("http/2 exchange in time")
+}
+
 /// A gRPC-Web `SayHello` request for `name`, hand-encoded as a browser page would, from a page
 /// of `origin` if given.
 pub fn grpc_web_hello(addr: SocketAddr, name: &str, origin: Option<&str>) -> Request<Full<Bytes>> {
