@@ -23,6 +23,7 @@
 //!   connection hyper or axum upgraded with [`ws::serve_connection`].
 //! - [`grpc`]: the gRPC side: the generated Greeter service, a default implementation to extend, and
 //!   a server builder with health, reflection, limits and graceful shutdown.
+//! - [`serve`]: one listener for WebSocket, gRPC, gRPC-Web and a web page, and an axum adapter.
 //! - [`Error`] and [`Result`]: one error type for both sides.
 //!
 //! # Design
@@ -38,6 +39,7 @@ pub mod client;
 mod error;
 pub mod grpc;
 pub mod rpc;
+pub mod serve;
 mod shutdown;
 #[cfg(feature = "test-util")]
 pub mod testing;

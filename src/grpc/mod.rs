@@ -50,7 +50,7 @@ mod greeter;
 mod health;
 pub mod layer;
 pub mod pb;
-mod serve;
+pub(crate) mod serve;
 mod server;
 mod status;
 #[cfg(feature = "tls")]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+    rt::{TokioExecutor, TokioIo},
     service::TowerToHyperService,
 };
 use tokio::{
@@ -36,7 +36,7 @@ type Http2 = hyper::server::conn::http2::Builder<TokioExecutor>;
 
 /// Pause after an accept error that is not about one connection (out of file descriptors, say),
 /// so the loop does not spin while the condition lasts.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The connection-level settings.
 pub(crate) struct Transport {
@@ -129,18 +129,29 @@ where
 
 fn http2_builder(config: &Config) -> Http2 {
     let mut http2 = Http2::new(TokioExecutor::new());
-    http2
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .keep_alive_interval(config.http2_keepalive_interval)
-        .keep_alive_timeout(config.http2_keepalive_timeout)
-        .initial_stream_window_size(config.initial_stream_window_size)
-        .initial_connection_window_size(config.initial_connection_window_size);
+    configure_http2!(http2, config);
     http2
 }
 
+/// Applies the connection-level HTTP/2 settings of a [`Config`] to a hyper HTTP/2 builder: hyper's
+/// own `http2::Builder` in this accept loop, hyper-util's `auto::Builder::http2()` in the one-port
+/// server. A macro because the two builders share these methods but no trait.
+macro_rules! configure_http2 {
+    ($builder:expr, $config:expr) => {{
+        let config: &$crate::grpc::Config = $config;
+        $builder
+            .timer(::hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .keep_alive_interval(config.http2_keepalive_interval)
+            .keep_alive_timeout(config.http2_keepalive_timeout)
+            .initial_stream_window_size(config.initial_stream_window_size)
+            .initial_connection_window_size(config.initial_connection_window_size);
+    }};
+}
+pub(crate) use configure_http2;
+
 /// Errors that concern only the connection being accepted; the listener itself is fine.
-fn is_connection_error(error: &std::io::Error) -> bool {
+pub(crate) fn is_connection_error(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     matches!(
         error.kind(),
@@ -222,7 +233,7 @@ where
 
 /// Resolves once the drain has started, or the server is gone without one (shutting down is right
 /// then too).
-async fn drain_started(draining: &mut watch::Receiver<bool>) {
+pub(crate) async fn drain_started(draining: &mut watch::Receiver<bool>) {
     let _ = draining.wait_for(|draining| *draining).await;
 }
 

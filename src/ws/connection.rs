@@ -34,6 +34,7 @@ use tungstenite::Utf8Bytes;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketContext};
 
 use crate::error::Error;
+use crate::ws::connections::ConnectionGuard;
 use crate::ws::io::{ReadAhead, SyncIo};
 use crate::ws::message::{CloseCode, CloseReason, ClosedBy, Message};
 use crate::ws::queue;
@@ -79,6 +80,61 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     H: Handler,
 {
+    let link = server_link(upgrade, config, Vec::new(), None);
+    run(io, link, handler, config).await
+}
+
+/// Like [`serve_connection`], for a connection counted in a [`Connections`](crate::ws::Connections)
+/// set: it closes with 1001 when [`close_all`](crate::ws::Connections::close_all) (or
+/// [`shutdown`](crate::ws::Connections::shutdown)) is called, and ends at once
+/// when the shutdown's wait is over. The guard is released when the connection has ended.
+///
+/// This is how servers built on hyper or axum give their WebSockets the graceful shutdown of
+/// the crate's own [`Server`](crate::ws::Server); the one-port [`App`](crate::serve::App) and the
+/// [axum adapter](crate::serve::axum) use it.
+pub async fn serve_connection_with<S, H>(
+    io: S,
+    upgrade: Upgrade,
+    handler: &H,
+    config: &Config,
+    mut guard: ConnectionGuard,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    serve_registered(io, upgrade, Vec::new(), handler, config, &mut guard).await
+}
+
+/// Runs a server-side connection registered in `guard`'s set, ending it at once on abort.
+pub(crate) async fn serve_registered<S, H>(
+    io: S,
+    upgrade: Upgrade,
+    read_ahead: Vec<u8>,
+    handler: &H,
+    config: &Config,
+    guard: &mut ConnectionGuard,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    H: Handler,
+{
+    let mut shutdown = guard.register().fuse();
+    let aborted = guard.aborted();
+    let link = server_link(upgrade, config, read_ahead, Some(&mut shutdown));
+    tokio::select! {
+        reason = run(io, link, handler, config) => reason,
+        () = aborted => CloseReason::new(CloseCode::Abnormal, "shutdown timeout passed", ClosedBy::Local),
+    }
+}
+
+/// The link of a server-side connection: its session, its own queue, 1001 on shutdown.
+fn server_link<'q>(
+    upgrade: Upgrade,
+    config: &Config,
+    read_ahead: Vec<u8>,
+    shutdown: Option<&'q mut Fuse<oneshot::Receiver<()>>>,
+) -> Link<'q> {
     let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
     let (session, outgoing, forced_close) = Session::new(
         request,
@@ -87,16 +143,15 @@ where
         extensions,
         config.outgoing_queue,
     );
-    let link = Link {
+    Link {
         role: Role::Server,
         session,
         outgoing: Queue::Owned(outgoing),
-        read_ahead: Vec::new(),
-        shutdown: None,
+        read_ahead,
+        shutdown,
         shutdown_frame: SERVER_SHUTDOWN,
         forced_close,
-    };
-    run(io, link, handler, config).await
+    }
 }
 
 /// What every connection gets when its server shuts down.

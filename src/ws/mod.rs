@@ -38,7 +38,8 @@
 //!   waiting on slow consumers.
 //! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it.
 //! - [`Server`] and [`Config`]: accept loop, limits, keepalive, graceful shutdown.
-//! - [`serve_connection`]: run a handler on a stream upgraded elsewhere (hyper, axum).
+//! - [`serve_connection`]: run a handler on a stream upgraded elsewhere (hyper, axum);
+//!   [`serve_connection_with`] and [`Connections`] give such connections a graceful shutdown.
 //!
 //! # How each failure is answered
 //!
@@ -57,6 +58,7 @@
 
 mod config;
 pub(crate) mod connection;
+mod connections;
 mod extensions;
 pub mod guard;
 mod handler;
@@ -74,7 +76,8 @@ mod typed;
 mod upgrade;
 
 pub use config::Config;
-pub use connection::serve_connection;
+pub use connection::{serve_connection, serve_connection_with};
+pub use connections::{ConnectionGuard, Connections};
 pub use extensions::Extensions;
 pub use handler::{Handler, HandlerFn, handler_fn};
 pub use hub::{Delivery, Hub, SlowConsumer};

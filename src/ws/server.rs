@@ -18,26 +18,25 @@
 //! left. A [`ServerHandle`] reads the live connection count and can trigger the same shutdown from
 //! anywhere.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::error::Result;
-use crate::ws::connection::{Link, Queue, SERVER_SHUTDOWN, run};
+use crate::ws::connection::serve_registered;
+use crate::ws::connections::{ConnectionGuard, Connections};
 use crate::ws::handshake::{HeadError, read_request, write_rejection, write_response};
-use crate::ws::{Config, Handler, Rejection, Session, Upgrade};
-use tungstenite::protocol::Role;
+use crate::ws::{Config, Handler, Rejection, Upgrade};
 
 /// Refusals (503 at capacity, and the handshake errors of those) answered at once; sockets beyond
 /// this are closed without an answer, so a flood cannot turn refusals into unbounded tasks.
@@ -151,7 +150,7 @@ impl Server {
                         if shared.live_connections() >= config.max_connections {
                             refuse_at_capacity(stream, &config, &refusals, &mut tasks);
                         } else {
-                            let guard = shared.connection_opened();
+                            let guard = shared.connections.open();
                             tasks.spawn(connection(stream, peer, handler.clone(), config.clone(), tls.clone(), guard));
                         }
                     }
@@ -161,7 +160,7 @@ impl Server {
         }
 
         drop(listener);
-        let signalled = shared.begin_shutdown();
+        let signalled = shared.connections.close_all();
         tracing::info!(connections = signalled, "websocket server shutting down");
         let drained = tokio::time::timeout(config.shutdown_timeout, async {
             while tasks.join_next().await.is_some() {}
@@ -199,7 +198,7 @@ impl ServerHandle {
     /// A receiver that sees every change of the connection count, to wait for a given count
     /// without polling.
     pub fn watch_connections(&self) -> watch::Receiver<usize> {
-        self.shared.live.subscribe()
+        self.shared.connections.watch()
     }
 
     /// Starts a graceful shutdown, as if the server's shutdown signal had completed.
@@ -211,94 +210,20 @@ impl ServerHandle {
 /// State shared by the accept loop, the connection tasks and the handles.
 #[derive(Debug)]
 struct Shared {
-    live: watch::Sender<usize>,
+    connections: Connections,
     shutdown: watch::Sender<bool>,
-    registry: Mutex<Registry>,
-}
-
-/// Shutdown signals of the open connections.
-#[derive(Debug, Default)]
-struct Registry {
-    next_slot: u64,
-    closing: bool,
-    signals: HashMap<u64, oneshot::Sender<()>>,
 }
 
 impl Shared {
     fn new() -> Self {
         Shared {
-            live: watch::Sender::new(0),
+            connections: Connections::new(),
             shutdown: watch::Sender::new(false),
-            registry: Mutex::default(),
         }
     }
 
     fn live_connections(&self) -> usize {
-        *self.live.borrow()
-    }
-
-    fn connection_opened(self: &Arc<Self>) -> LiveGuard {
-        self.live.send_modify(|live| *live += 1);
-        LiveGuard {
-            shared: self.clone(),
-            slot: None,
-        }
-    }
-
-    /// Fires every connection's shutdown signal; returns how many were open.
-    fn begin_shutdown(&self) -> usize {
-        let signals = {
-            let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-            registry.closing = true;
-            std::mem::take(&mut registry.signals)
-        };
-        let count = signals.len();
-        for signal in signals.into_values() {
-            let _ = signal.send(());
-        }
-        count
-    }
-}
-
-/// Counts a connection as live from accept until its task ends, even by abort or panic.
-struct LiveGuard {
-    shared: Arc<Shared>,
-    slot: Option<u64>,
-}
-
-impl LiveGuard {
-    /// Registers the connection for the shutdown broadcast. After shutdown began, the signal is
-    /// already fired, so a connection that finishes its handshake late still closes with 1001.
-    fn register(&mut self) -> oneshot::Receiver<()> {
-        let (sender, receiver) = oneshot::channel();
-        let mut registry = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if registry.closing {
-            let _ = sender.send(());
-        } else {
-            let slot = registry.next_slot;
-            registry.next_slot += 1;
-            registry.signals.insert(slot, sender);
-            self.slot = Some(slot);
-        }
-        receiver
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot {
-            self.shared
-                .registry
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .signals
-                .remove(&slot);
-        }
-        self.shared.live.send_modify(|live| *live -= 1);
+        self.connections.count()
     }
 }
 
@@ -310,7 +235,7 @@ async fn connection<H: Handler>(
     handler: Arc<H>,
     config: Arc<Config>,
     tls: Option<Tls>,
-    guard: LiveGuard,
+    guard: ConnectionGuard,
 ) {
     if config.tcp_nodelay {
         let _ = stream.set_nodelay(true);
@@ -337,7 +262,7 @@ async fn upgrade_and_run<S, H>(
     handler: &H,
     config: &Config,
     deadline: tokio::time::Instant,
-    mut guard: LiveGuard,
+    mut guard: ConnectionGuard,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     H: Handler,
@@ -353,25 +278,7 @@ async fn upgrade_and_run<S, H>(
             return;
         }
     };
-    let mut shutdown = guard.register().fuse();
-    let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
-    let (session, outgoing, forced_close) = Session::new(
-        request,
-        peer_addr,
-        protocol,
-        extensions,
-        config.outgoing_queue,
-    );
-    let link = Link {
-        role: Role::Server,
-        session,
-        outgoing: Queue::Owned(outgoing),
-        read_ahead,
-        shutdown: Some(&mut shutdown),
-        shutdown_frame: SERVER_SHUTDOWN,
-        forced_close,
-    };
-    run(stream, link, handler, config).await;
+    serve_registered(stream, upgrade, read_ahead, handler, config, &mut guard).await;
 }
 
 /// The TLS acceptor of a server, when it has one.

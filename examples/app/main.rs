@@ -1,0 +1,129 @@
+//! One port for everything: a web page, a chat over WebSocket, the Greeter over gRPC-Web for the
+//! page and over native gRPC for other clients, all from one listener.
+//!
+//! ```text
+//! cargo run --example app                     # listening on http://127.0.0.1:8080
+//! # open the URL in a browser (two tabs to chat); native gRPC on the same port:
+//! cargo run --example greeter_client -- http://127.0.0.1:8080 world
+//! cargo run --example ws_client -- ws://127.0.0.1:8080/chat "hello from a terminal"
+//! # TLS with a self-signed certificate generated at start (https://, wss://, gRPC over TLS):
+//! cargo run --example app --features tls -- --tls
+//! ```
+//!
+//! Another address: first argument or `ADDR` (port 0 picks a free port; the printed URL has the
+//! real one). Ctrl-C shuts down gracefully: health turns NOT_SERVING, chats get close 1001, calls
+//! in flight finish.
+
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+use wsgrpc::grpc::GrpcServer;
+use wsgrpc::serve::{App, Assets, Cors};
+use wsgrpc::ws::guard::OriginLayer;
+use wsgrpc::ws::layer::RateLimitLayer;
+use wsgrpc::ws::{CloseReason, Config, Handler, HandlerBuilder, Hub, Message, Router, Session};
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// The page, compiled into the binary.
+const INDEX_HTML: &str = include_str!("index.html");
+
+/// Everyone connected to `/chat` gets every line anyone sends.
+struct Chat {
+    hub: Hub,
+}
+
+impl Handler for Chat {
+    async fn on_open(&self, session: &mut Session) -> wsgrpc::Result<()> {
+        self.hub.add(&session.handle());
+        Ok(())
+    }
+
+    async fn on_message(&self, _session: &mut Session, message: Message) -> wsgrpc::Result<()> {
+        // Shared, not copied: every member's queue holds the same bytes.
+        if message.as_text().is_some() {
+            self.hub.broadcast(message);
+        }
+        Ok(())
+    }
+
+    async fn on_close(&self, session: &mut Session, _reason: CloseReason) {
+        self.hub.remove(session.id());
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let mut args = std::env::args().skip(1).collect::<Vec<_>>();
+    let tls = args.iter().any(|arg| arg == "--tls");
+    args.retain(|arg| arg != "--tls");
+    let addr = args
+        .first()
+        .cloned()
+        .or_else(|| std::env::var("ADDR").ok())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+
+    let chat = HandlerBuilder::new()
+        .layer(OriginLayer::new()) // other sites' pages: 403
+        .layer(RateLimitLayer::new(20, Duration::from_secs(1)))
+        .handler(Chat { hub: Hub::new() });
+    let app = App::new()
+        .websocket(Router::new().route("/chat", chat))
+        .websocket_config(Config::default().max_message_size(4 << 10))
+        .grpc(GrpcServer::new().into_parts().await?)
+        .grpc_web(Cors::default())
+        .assets(Assets::new().file("/", "text/html; charset=utf-8", INDEX_HTML));
+    let scheme = if tls { "https" } else { "http" };
+    let app = if tls { with_tls(app)? } else { app };
+
+    let server = app.bind(&addr).await?;
+    println!("listening on {scheme}://{}", server.local_addr());
+    server
+        .serve_with_shutdown(wsgrpc::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// A certificate for localhost and 127.0.0.1, made now and written where a client can trust it.
+#[cfg(feature = "tls")]
+fn with_tls<H: Handler>(app: App<H>) -> Result<App<H>, Box<dyn std::error::Error>> {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let path = std::env::temp_dir().join("wsgrpc-app-cert.pem");
+    std::fs::write(&path, certified.cert.pem())?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)?;
+    println!("self-signed certificate written to {}", path.display());
+    println!(
+        "  curl:     curl --cacert {} https://localhost:PORT/",
+        path.display()
+    );
+    println!(
+        "  browser:  open the URL and accept the warning once, or import the file as an authority"
+    );
+    println!(
+        "  system:   cp {} /usr/local/share/ca-certificates/wsgrpc-app.crt && update-ca-certificates",
+        path.display()
+    );
+    Ok(app.tls(Arc::new(config)))
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_tls<H: Handler>(_app: App<H>) -> Result<App<H>, Box<dyn std::error::Error>> {
+    Err("--tls needs the tls feature: cargo run --example app --features tls -- --tls".into())
+}

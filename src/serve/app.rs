@@ -1,0 +1,642 @@
+//! The one-port server: the builder ([`App`]), the bound server ([`Server`]) and its accept loop.
+//!
+//! ```no_run
+//! use wsgrpc::grpc::GrpcServer;
+//! use wsgrpc::serve::{App, Assets, Cors};
+//! use wsgrpc::ws::{handler_fn, Message, SessionHandle};
+//!
+//! # async fn example() -> wsgrpc::Result<()> {
+//! let echo = handler_fn(|session: SessionHandle, message: Message| async move {
+//!     session.send(message).await
+//! });
+//! let server = App::new()
+//!     .websocket(echo)
+//!     .grpc(GrpcServer::new().into_parts().await?)
+//!     .grpc_web(Cors::default())
+//!     .assets(Assets::new().file("/", "text/html", "<!doctype html><p>hello</p>"))
+//!     .bind("127.0.0.1:8080")
+//!     .await?;
+//! println!("listening on http://{}", server.local_addr());
+//! server.serve_with_shutdown(wsgrpc::shutdown_signal()).await
+//! # }
+//! ```
+//!
+//! Every connection is served by hyper-util's automatic HTTP/1.1-or-HTTP/2 connection (with
+//! upgrades), with the HTTP/2 settings of the gRPC [`Config`](crate::grpc::Config) applied exactly
+//! as gRPC's own accept loop applies them. Each connection runs as a task in one `JoinSet`, so the
+//! drain deadline can stop what is left; each WebSocket is counted in a [`Connections`] set, so
+//! shutdown can close it with 1001 and wait (bounded) for its close handshake.
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic_web::{GrpcWebLayer, GrpcWebService};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::websocket::{Endpoint, is_upgrade};
+use super::{Assets, Config, Cors, cors::Verdict};
+use crate::grpc::serve::{
+    ACCEPT_ERROR_BACKOFF, configure_http2, drain_started, is_connection_error,
+};
+use crate::grpc::{GrpcLayer, GrpcParts};
+use crate::ws::{self, Connections, Handler, Rejection, Upgrade};
+use crate::{BoxError, Result};
+
+/// The gRPC services behind the request layers, as [`GrpcParts`] assembles them.
+type GrpcService = <GrpcLayer as Layer<Routes>>::Service;
+
+/// The WebSocket handler of an [`App`] that has none: every upgrade gets `404`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoWebSocket;
+
+impl Handler for NoWebSocket {
+    async fn on_upgrade(&self, _upgrade: &mut Upgrade) -> std::result::Result<(), Rejection> {
+        Err(Rejection::new(
+            http::StatusCode::NOT_FOUND,
+            "no websocket endpoint here\n",
+        ))
+    }
+}
+
+/// What one port serves; build it, then [`bind`](Self::bind) it. See the [module docs](super).
+#[derive(Debug)]
+pub struct App<H = NoWebSocket> {
+    handler: H,
+    ws_config: ws::Config,
+    grpc: Option<GrpcParts>,
+    grpc_web: Option<Cors>,
+    assets: Assets,
+    config: Config,
+    connections: Connections,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl App<NoWebSocket> {
+    /// Serves nothing yet: WebSocket upgrades get `404`, gRPC calls `UNIMPLEMENTED`, other requests
+    /// `404`.
+    pub fn new() -> Self {
+        App {
+            handler: NoWebSocket,
+            ws_config: ws::Config::default(),
+            grpc: None,
+            grpc_web: None,
+            assets: Assets::new(),
+            config: Config::default(),
+            connections: Connections::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+impl Default for App<NoWebSocket> {
+    fn default() -> Self {
+        App::new()
+    }
+}
+
+impl<H: Handler> App<H> {
+    /// Runs `handler` on every WebSocket upgrade request (any path: put a
+    /// [`Router`](crate::ws::Router) here to dispatch by path, and guards in front of it).
+    pub fn websocket<H2: Handler>(self, handler: H2) -> App<H2> {
+        App {
+            handler,
+            ws_config: self.ws_config,
+            grpc: self.grpc,
+            grpc_web: self.grpc_web,
+            assets: self.assets,
+            config: self.config,
+            connections: self.connections,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
+        }
+    }
+
+    /// The WebSocket limits, timeouts and shutdown wait; default [`ws::Config::default`].
+    #[must_use]
+    pub fn websocket_config(mut self, config: ws::Config) -> Self {
+        self.ws_config = config;
+        self
+    }
+
+    /// Serves these gRPC services (HTTP/2 requests with `content-type: application/grpc...`),
+    /// behind their [`GrpcLayer`], with the HTTP/2 settings and drain deadline of their
+    /// [`Config`](crate::grpc::Config). Health turns NOT_SERVING when shutdown begins.
+    #[must_use]
+    pub fn grpc(mut self, parts: GrpcParts) -> Self {
+        self.grpc = Some(parts);
+        self
+    }
+
+    /// Also serves the gRPC services to browsers as gRPC-Web (`application/grpc-web*`, over
+    /// HTTP/1.1 and HTTP/2, translated by tonic-web), with `cors` deciding which pages may call.
+    /// Needs [`grpc`](Self::grpc).
+    #[must_use]
+    pub fn grpc_web(mut self, cors: Cors) -> Self {
+        self.grpc_web = Some(cors);
+        self
+    }
+
+    /// Serves these files to plain HTTP requests.
+    #[must_use]
+    pub fn assets(mut self, assets: Assets) -> Self {
+        self.assets = assets;
+        self
+    }
+
+    /// The listener's own settings (request head timeout, TLS handshake timeout, `TCP_NODELAY`).
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves everything over TLS: `https://`, `wss://` and gRPC over TLS. ALPN is set to `h2` and
+    /// `http/1.1` when the configuration offers none (browsers open WebSockets over HTTP/1.1).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        let config = if config.alpn_protocols.is_empty() {
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(config)
+        } else {
+            config
+        };
+        self.tls = Some(config);
+        self
+    }
+
+    /// The set the WebSocket connections are counted in, to watch their number.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// Binds a listener to `addr` (`"127.0.0.1:0"` picks a free port).
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server<H>> {
+        self.from_listener(TcpListener::bind(addr).await?)
+    }
+
+    /// Serves on an already bound listener.
+    pub fn from_listener(self, listener: TcpListener) -> Result<Server<H>> {
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            app: self,
+        })
+    }
+}
+
+/// An [`App`] bound to its listener, ready to serve.
+#[derive(Debug)]
+pub struct Server<H = NoWebSocket> {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    app: App<H>,
+}
+
+impl<H: Handler> Server<H> {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The set the WebSocket connections are counted in, to watch their number.
+    pub fn connections(&self) -> Connections {
+        self.app.connections.clone()
+    }
+
+    /// Serves until the process is stopped.
+    pub async fn serve(self) -> Result<()> {
+        self.serve_with_shutdown(std::future::pending()).await
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully:
+    ///
+    /// 1. gRPC health reports NOT_SERVING (load balancers watching it move traffic away);
+    /// 2. the listener closes, so new connections are refused;
+    /// 3. every WebSocket gets close 1001 and up to `ws::Config::shutdown_timeout` for its close
+    ///    handshake; every HTTP/2 connection gets a GOAWAY and every HTTP/1.1 connection closes
+    ///    after its current request, and their calls in flight get up to
+    ///    `grpc::Config::drain_timeout` to finish (both waits run at once);
+    /// 4. whatever is left is closed.
+    pub async fn serve_with_shutdown<F>(self, signal: F) -> Result<()>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let Server {
+            listener,
+            local_addr,
+            app,
+        } = self;
+        let grpc_config = app
+            .grpc
+            .as_ref()
+            .map(|parts| parts.config.clone())
+            .unwrap_or_default();
+        let health = app.grpc.as_ref().map(|parts| parts.health.clone());
+        #[cfg(feature = "tls")]
+        let tls = app.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<Tls> = None;
+        let config = Arc::new(app.config.clone());
+        let ws_shutdown_timeout = app.ws_config.shutdown_timeout;
+        let connections = app.connections.clone();
+        let builder = Arc::new(http_builder(&app.ws_config, &grpc_config, &config));
+        let routes = Arc::new(Routing::new(app));
+
+        let (drain, draining) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut signal = pin!(signal);
+        tracing::info!(address = %local_addr, tls = tls.is_some(), "one-port server listening");
+        loop {
+            tokio::select! {
+                () = &mut signal => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tracing::trace!(%peer, "connection accepted");
+                        if config.tcp_nodelay && let Err(error) = stream.set_nodelay(true) {
+                            tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+                        }
+                        tasks.spawn(connection(
+                            stream,
+                            routes.clone(),
+                            builder.clone(),
+                            config.clone(),
+                            tls.clone(),
+                            draining.clone(),
+                        ));
+                    }
+                    Err(error) if is_connection_error(&error) => {
+                        tracing::debug!(%error, "accept failed for one connection");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed, backing off");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+
+        tracing::info!(
+            connections = tasks.len(),
+            websockets = connections.count(),
+            "one-port server shutting down"
+        );
+        if let Some(health) = &health {
+            health.set_not_serving().await;
+        }
+        drop(listener);
+        let _ = drain.send(true);
+        let http = async {
+            let drained = tokio::time::timeout(grpc_config.drain_timeout, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(
+                    connections = tasks.len(),
+                    deadline = ?grpc_config.drain_timeout,
+                    "drain deadline passed, closing the remaining connections"
+                );
+                tasks.shutdown().await;
+            }
+        };
+        let websockets = connections.shutdown(ws_shutdown_timeout);
+        let ((), _) = tokio::join!(http, websockets);
+        tracing::info!("one-port server stopped");
+        Ok(())
+    }
+}
+
+/// hyper-util's HTTP/1.1-or-HTTP/2 builder with the settings of both sides.
+fn http_builder(
+    ws_config: &ws::Config,
+    grpc_config: &crate::grpc::Config,
+    config: &Config,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Slowloris: a request head must arrive whole within the timeout.
+        .header_read_timeout(config.request_head_timeout)
+        // hyper refuses smaller buffers; a head over the limit gets 431, as on `ws::Server`.
+        .max_buf_size(ws_config.max_request_head_size.max(8192));
+    configure_http2!(builder.http2(), grpc_config);
+    builder
+}
+
+/// The TLS acceptor, when serving TLS.
+#[cfg(feature = "tls")]
+type Tls = tokio_rustls::TlsAcceptor;
+/// Without the `tls` feature there is no acceptor: an uninhabited stand-in.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+enum Tls {}
+
+/// One accepted socket: TLS (if configured), then HTTP until the connection ends or the drain
+/// closes it.
+async fn connection<H: Handler>(
+    stream: TcpStream,
+    routes: Arc<Routing<H>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    config: Arc<Config>,
+    tls: Option<Tls>,
+    draining: watch::Receiver<bool>,
+) {
+    let info = stream.connect_info();
+    let dispatch = Dispatch {
+        routes,
+        info,
+        seen_request: Arc::new(AtomicBool::new(false)),
+    };
+    match tls {
+        None => serve_http(stream, dispatch, &builder, &config, draining).await,
+        #[cfg(feature = "tls")]
+        Some(acceptor) => {
+            let mut draining = draining;
+            let peer = dispatch.info.remote_addr();
+            let handshake =
+                tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(stream));
+            let stream = tokio::select! {
+                result = handshake => match result {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(?peer, %error, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(?peer, "tls handshake timed out");
+                        return;
+                    }
+                },
+                // A connection still shaking hands has no call in flight: drop it at once.
+                () = drain_started(&mut draining) => return,
+            };
+            serve_http(stream, dispatch, &builder, &config, draining).await;
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+    }
+}
+
+/// Serves HTTP on one connection; a WebSocket upgrade leaves it, running on in its own task.
+async fn serve_http<IO, H>(
+    io: IO,
+    dispatch: Dispatch<H>,
+    builder: &auto::Builder<TokioExecutor>,
+    config: &Config,
+    mut draining: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let peer = dispatch.info.remote_addr();
+    let seen_request = dispatch.seen_request.clone();
+    let mut connection = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), dispatch));
+    // hyper's header read timeout starts only once the HTTP version is known, so a socket that
+    // sends nothing at all needs this first deadline of its own.
+    let mut first_request = pin!(tokio::time::sleep(config.request_head_timeout));
+    let mut first_request_due = true;
+    let mut drain_sent = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(?peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut first_request, if first_request_due => {
+                first_request_due = false;
+                if !seen_request.load(Ordering::Relaxed) {
+                    tracing::debug!(?peer, "no request within the request head timeout");
+                    return;
+                }
+            }
+            () = drain_started(&mut draining), if !drain_sent => {
+                drain_sent = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// What one port serves, ready for requests.
+struct Routing<H> {
+    websocket: Endpoint<H>,
+    grpc: Option<GrpcService>,
+    grpc_web: Option<(Cors, GrpcWebService<GrpcService>)>,
+    assets: Assets,
+}
+
+impl<H: Handler> Routing<H> {
+    fn new(app: App<H>) -> Self {
+        let grpc = app
+            .grpc
+            .map(|parts| Layer::layer(&parts.layer, parts.routes));
+        let grpc_web = match (app.grpc_web, &grpc) {
+            (Some(cors), Some(grpc)) => Some((cors, GrpcWebLayer::new().layer(grpc.clone()))),
+            (Some(_), None) => {
+                tracing::warn!("grpc-web is enabled but no grpc services are: nothing to call");
+                None
+            }
+            (None, _) => None,
+        };
+        Routing {
+            websocket: Endpoint {
+                handler: Arc::new(app.handler),
+                config: Arc::new(app.ws_config),
+                connections: app.connections,
+            },
+            grpc,
+            grpc_web,
+            assets: app.assets,
+        }
+    }
+
+    /// Routes one request by protocol.
+    async fn route(&self, request: Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
+        match Protocol::of(&request, self.grpc_web.is_some()) {
+            Protocol::WebSocket => full(self.websocket.upgrade(request, peer).await),
+            Protocol::GrpcWeb => {
+                let Some((cors, service)) = &self.grpc_web else {
+                    return full(self.assets.respond(&request));
+                };
+                match cors.check(&request) {
+                    Verdict::Pass => call(service.clone(), request).await,
+                    Verdict::Allow(headers) => {
+                        let mut response = call(service.clone(), request).await;
+                        response.headers_mut().extend(headers);
+                        response
+                    }
+                    Verdict::Respond(response) => full(response),
+                }
+            }
+            Protocol::Grpc => match &self.grpc {
+                Some(service) => call(service.clone(), request.map(Body::new)).await,
+                None => tonic::Status::unimplemented("no grpc services here")
+                    .into_http()
+                    .map(|()| Body::empty()),
+            },
+            Protocol::Http => full(self.assets.respond(&request)),
+        }
+    }
+}
+
+/// Which side of the server a request is for.
+#[derive(Debug, PartialEq, Eq)]
+enum Protocol {
+    WebSocket,
+    GrpcWeb,
+    Grpc,
+    Http,
+}
+
+impl Protocol {
+    fn of<B>(request: &Request<B>, grpc_web: bool) -> Protocol {
+        if is_upgrade(request) {
+            return Protocol::WebSocket;
+        }
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if content_type.starts_with("application/grpc-web") {
+            return Protocol::GrpcWeb;
+        }
+        // A CORS preflight carries no content type; with gRPC-Web on, it is for gRPC-Web.
+        if grpc_web
+            && request.method() == http::Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return Protocol::GrpcWeb;
+        }
+        if content_type.starts_with("application/grpc") {
+            return Protocol::Grpc;
+        }
+        Protocol::Http
+    }
+}
+
+/// Calls a tower service that never fails (tonic's `Routes` and the layers around it).
+async fn call<S, B, ReqBody>(mut service: S, request: Request<ReqBody>) -> Response<Body>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let response = match poll_fn(|cx| service.poll_ready(cx)).await {
+        Ok(()) => service.call(request).await,
+        Err(never) => match never {},
+    };
+    match response {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    }
+}
+
+fn full(response: Response<Bytes>) -> Response<Body> {
+    response.map(|bytes| Body::new(Full::new(bytes)))
+}
+
+/// The per-connection hyper service: routes each request and notes that one arrived.
+struct Dispatch<H> {
+    routes: Arc<Routing<H>>,
+    info: TcpConnectInfo,
+    seen_request: Arc<AtomicBool>,
+}
+
+impl<H: Handler> hyper::service::Service<Request<Incoming>> for Dispatch<H> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        self.seen_request.store(true, Ordering::Relaxed);
+        // tonic's `Request::remote_addr` reads this, as under tonic's own server.
+        request.extensions_mut().insert(self.info.clone());
+        let peer = self.info.remote_addr();
+        let routes = self.routes.clone();
+        Box::pin(async move { Ok(routes.route(request, peer).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(content_type: Option<&str>) -> http::request::Builder {
+        let builder = Request::post("/helloworld.Greeter/SayHello");
+        match content_type {
+            Some(content_type) => builder.header("content-type", content_type),
+            None => builder,
+        }
+    }
+
+    #[test]
+    fn requests_are_told_apart_by_protocol() {
+        let of = |request: Request<()>| Protocol::of(&request, true);
+        assert_eq!(
+            of(request(Some("application/grpc")).body(()).expect("valid")),
+            Protocol::Grpc
+        );
+        assert_eq!(
+            of(request(Some("application/grpc+proto"))
+                .body(())
+                .expect("valid")),
+            Protocol::Grpc
+        );
+        assert_eq!(
+            of(request(Some("application/grpc-web+proto"))
+                .body(())
+                .expect("valid")),
+            Protocol::GrpcWeb
+        );
+        assert_eq!(
+            of(Request::get("/chat")
+                .header("upgrade", "WebSocket")
+                .body(())
+                .expect("valid")),
+            Protocol::WebSocket
+        );
+        assert_eq!(
+            of(Request::options("/helloworld.Greeter/SayHello")
+                .header("access-control-request-method", "POST")
+                .body(())
+                .expect("valid")),
+            Protocol::GrpcWeb
+        );
+        assert_eq!(
+            of(Request::get("/").body(()).expect("valid")),
+            Protocol::Http
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! One port for everything: WebSocket, gRPC, gRPC-Web and a web page on a single listener.
+//!
+//! ```no_run
+//! use wsgrpc::grpc::GrpcServer;
+//! use wsgrpc::serve::{App, Assets, Cors};
+//! use wsgrpc::ws::{handler_fn, Message, Router, SessionHandle};
+//!
+//! #[tokio::main]
+//! async fn main() -> wsgrpc::Result<()> {
+//!     let echo = handler_fn(|session: SessionHandle, message: Message| async move {
+//!         session.send(message).await
+//!     });
+//!     let server = App::new()
+//!         .websocket(Router::new().route("/ws", echo))   // other paths: 404
+//!         .grpc(GrpcServer::new().into_parts().await?)    // Greeter, health, reflection
+//!         .grpc_web(Cors::default())                      // browsers, same origin only
+//!         .assets(Assets::new().file("/", "text/html; charset=utf-8", "<!doctype html>hi"))
+//!         .bind("127.0.0.1:8080")
+//!         .await?;
+//!     println!("listening on http://{}", server.local_addr());
+//!     server.serve_with_shutdown(wsgrpc::shutdown_signal()).await
+//! }
+//! ```
+//!
+//! Real deployments expose one port behind one load balancer, and browsers cannot speak native
+//! gRPC. This module joins the two sides of the crate (it is the only one that imports both `ws`
+//! and `grpc`) and tells requests apart by protocol:
+//!
+//! | request | goes to |
+//! |---|---|
+//! | `Upgrade: websocket` (HTTP/1.1) | the WebSocket [`Handler`](crate::ws::Handler), with its router and guards |
+//! | `content-type: application/grpc-web*` (HTTP/1.1 or HTTP/2), and CORS preflights | the gRPC services through tonic-web, under the [`Cors`] policy |
+//! | `content-type: application/grpc*` (HTTP/2) | the gRPC services (Greeter, health, reflection) behind their [`GrpcLayer`](crate::grpc::GrpcLayer) |
+//! | anything else | the [`Assets`] (`404` when none matches) |
+//!
+//! The limits of both sides apply on this path as on their own servers: from
+//! [`ws::Config`](crate::ws::Config) the message and frame sizes, keepalive, queue bound,
+//! handshake timeout, `max_connections` (`503`) and shutdown wait; from
+//! [`grpc::Config`](crate::grpc::Config) the HTTP/2 keepalive, `max_concurrent_streams`, window
+//! sizes, message limits, deadline, concurrency limit and drain deadline (tonic's own `Server`
+//! settings do not carry over to a hyper server by themselves; the HTTP/2 ones are applied by the
+//! same code as in gRPC's accept loop). The listener's own settings ([`Config`]) add an HTTP/1.1
+//! request head timeout against slowloris clients and `TCP_NODELAY`.
+//!
+//! With the `tls` feature, [`App::tls`] serves `https://`, `wss://` and gRPC over TLS on the same
+//! port (ALPN `h2` and `http/1.1`). Apps already written with axum mount a handler with
+//! [`axum::websocket`] and the gRPC services with [`axum::grpc_router`] instead.
+
+mod app;
+mod assets;
+pub mod axum;
+mod config;
+mod cors;
+mod websocket;
+
+pub use app::{App, NoWebSocket, Server};
+pub use assets::Assets;
+pub use config::Config;
+pub use cors::Cors;
