@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
 use crate::ws::handshake::{HeadError, MAX_HEADERS, bad_request, read_head};
+use crate::ws::upgrade::header_has_token;
 
 /// What the server agreed to.
 pub(crate) struct Accepted {
@@ -86,8 +87,8 @@ where
     {
         return Err(handshake_error("wrong Sec-WebSocket-Accept"));
     }
-    if !has_token(&response_headers, header::UPGRADE, "websocket")
-        || !has_token(&response_headers, header::CONNECTION, "upgrade")
+    if !header_has_token(&response_headers, header::UPGRADE, "websocket")
+        || !header_has_token(&response_headers, header::CONNECTION, "upgrade")
     {
         return Err(handshake_error("101 without websocket upgrade headers"));
     }
@@ -114,15 +115,6 @@ where
 
 fn handshake_error(reason: &'static str) -> Error {
     Error::Handshake { reason }
-}
-
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
 type ResponseHead = (StatusCode, HeaderMap);

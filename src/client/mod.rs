@@ -69,7 +69,7 @@ pub use reconnect::{Reconnect, WhileDisconnected};
 use crate::error::{Error, Result};
 use crate::ws::connection::{Link, Queue, run};
 use crate::ws::queue;
-use crate::ws::session::Outgoing;
+use crate::ws::session::{Outgoing, close_message, enqueue, try_enqueue};
 use crate::ws::{CloseCode, CloseReason, Config, Extensions, Handler, Message, Session, Utf8Bytes};
 use transport::Transport;
 
@@ -128,34 +128,19 @@ impl Client {
     pub async fn send(&self, message: impl Into<Message>) -> Result<()> {
         self.check_connected()?;
         let message: Message = message.into();
-        self.outgoing
-            .send(message.into())
-            .await
-            .map_err(|_| Error::ConnectionClosed)
+        enqueue(&self.outgoing, message.into()).await
     }
 
     /// Queues a message if there is room right now.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<()> {
         self.check_connected()?;
         let message: Message = message.into();
-        self.outgoing
-            .try_send(message.into())
-            .map_err(|error| match error {
-                queue::SendError::Full(_) => Error::QueueFull,
-                queue::SendError::Closed(_) => Error::ConnectionClosed,
-            })
+        try_enqueue(&self.outgoing, message.into())
     }
 
     /// Closes the connection after the messages already queued, and stops reconnecting.
     pub async fn close(&self, code: CloseCode, reason: impl Into<Utf8Bytes>) -> Result<()> {
-        let frame = CloseFrame {
-            code,
-            reason: crate::ws::message::fit_close_reason(reason.into()),
-        };
-        self.outgoing
-            .send(tungstenite::Message::Close(Some(frame)))
-            .await
-            .map_err(|_| Error::ConnectionClosed)
+        enqueue(&self.outgoing, close_message(code, reason.into())).await
     }
 
     /// The current state.

@@ -73,7 +73,7 @@ mod server;
 pub(crate) mod session;
 mod timers;
 mod typed;
-mod upgrade;
+pub(crate) mod upgrade;
 
 pub use config::Config;
 pub use connection::{serve_connection, serve_connection_with};

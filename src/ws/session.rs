@@ -62,6 +62,30 @@ struct Identity {
     force_close: Mutex<Option<oneshot::Sender<CloseFrame>>>,
 }
 
+/// Queues `message`, waiting for room: how every handle sends into a connection.
+pub(crate) async fn enqueue(outgoing: &queue::Sender<Outgoing>, message: Outgoing) -> Result<()> {
+    outgoing
+        .send(message)
+        .await
+        .map_err(|_| Error::ConnectionClosed)
+}
+
+/// Queues `message` if there is room right now.
+pub(crate) fn try_enqueue(outgoing: &queue::Sender<Outgoing>, message: Outgoing) -> Result<()> {
+    outgoing.try_send(message).map_err(|error| match error {
+        queue::SendError::Full(_) => Error::QueueFull,
+        queue::SendError::Closed(_) => Error::ConnectionClosed,
+    })
+}
+
+/// The queue entry asking the connection to close with `code` and `reason` (cut to fit a frame).
+pub(crate) fn close_message(code: CloseCode, reason: Utf8Bytes) -> Outgoing {
+    Outgoing::Close(Some(CloseFrame {
+        code,
+        reason: fit_close_reason(reason),
+    }))
+}
+
 /// A cloneable handle that sends into one connection from any task.
 ///
 /// Sending never grows memory without bound: the queue is bounded, [`send`](Self::send) waits for
@@ -115,21 +139,13 @@ impl SessionHandle {
     /// Queues a message, waiting while the queue is full.
     pub async fn send(&self, message: impl Into<Message>) -> Result<()> {
         let message: Message = message.into();
-        self.outgoing
-            .send(message.into())
-            .await
-            .map_err(|_| Error::ConnectionClosed)
+        enqueue(&self.outgoing, message.into()).await
     }
 
     /// Queues a message if there is room right now.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<()> {
         let message: Message = message.into();
-        self.outgoing
-            .try_send(message.into())
-            .map_err(|error| match error {
-                queue::SendError::Full(_) => Error::QueueFull,
-                queue::SendError::Closed(_) => Error::ConnectionClosed,
-            })
+        try_enqueue(&self.outgoing, message.into())
     }
 
     /// Starts the closing handshake after the messages already queued.
@@ -138,14 +154,7 @@ impl SessionHandle {
     /// [`Error::ConnectionClosed`]. [`Handler::on_close`](crate::ws::Handler::on_close) runs once the
     /// peer answers or [`Config::close_timeout`](crate::ws::Config::close_timeout) passes.
     pub async fn close(&self, code: CloseCode, reason: impl Into<Utf8Bytes>) -> Result<()> {
-        let frame = CloseFrame {
-            code,
-            reason: fit_close_reason(reason.into()),
-        };
-        self.outgoing
-            .send(tungstenite::Message::Close(Some(frame)))
-            .await
-            .map_err(|_| Error::ConnectionClosed)
+        enqueue(&self.outgoing, close_message(code, reason.into())).await
     }
 
     /// Closes the connection without waiting, even when its outgoing queue is full.

@@ -232,7 +232,7 @@ fn upgrade_required(body: &'static str) -> Rejection {
 }
 
 /// Whether a comma-separated header contains `token`, ignoring ASCII case (RFC 7230 section 7).
-fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+pub(crate) fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()
