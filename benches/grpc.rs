@@ -16,7 +16,7 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 use tokio::net::TcpListener;
@@ -122,12 +122,6 @@ async fn call(client: &mut GreeterClient<tonic::transport::Channel>, name: &str)
     assert_eq!(reply.into_inner().message, format!("Hello {name}"));
 }
 
-#[derive(Clone, Copy)]
-struct Measured {
-    per_second: f64,
-    cpu_ns_per_call: f64,
-}
-
 async fn measure_unary(
     server: &ServerProcess,
     connections: usize,
@@ -150,27 +144,12 @@ async fn measure_unary(
             });
         }
     }
-    tokio::time::sleep(window / 4).await;
-    let (before, cpu_before, started) = (
-        calls.load(Ordering::Relaxed),
-        server.cpu_ns(),
-        Instant::now(),
-    );
-    tokio::time::sleep(window).await;
-    let (after, cpu_after, elapsed) = (
-        calls.load(Ordering::Relaxed),
-        server.cpu_ns(),
-        started.elapsed(),
-    );
+    let measured = measure_window(server, &calls, window).await;
     stop.store(true, Ordering::Relaxed);
     while let Some(result) = tasks.join_next().await {
         result.expect("caller");
     }
-    let done = (after - before).max(1) as f64;
-    Measured {
-        per_second: done / elapsed.as_secs_f64(),
-        cpu_ns_per_call: (cpu_after - cpu_before) as f64 / done,
-    }
+    measured
 }
 
 async fn measure_idle(server: &ServerProcess, connections: usize) -> f64 {
@@ -190,20 +169,6 @@ async fn measure_idle(server: &ServerProcess, connections: usize) -> f64 {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = server.rss_bytes();
     after.saturating_sub(before) as f64 / connections as f64
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn wanted(scenario: &str) -> bool {
-    match std::env::var("BENCH_ONLY") {
-        Ok(only) => only.split(',').any(|name| name.trim() == scenario),
-        Err(_) => true,
-    }
 }
 
 fn run_benchmarks() {
@@ -252,28 +217,7 @@ fn run_benchmarks() {
                     runs[index].push(measure_unary(server, connections, concurrency, window).await);
                 }
             }
-            let medians: Vec<Measured> = runs
-                .into_iter()
-                .map(|runs| Measured {
-                    per_second: median(runs.iter().map(|run| run.per_second).collect()),
-                    cpu_ns_per_call: median(runs.iter().map(|run| run.cpu_ns_per_call).collect()),
-                })
-                .collect();
-            let ours = medians[0];
-            println!(
-                "{:<8} {:>12} {:>12} {:>16} {:>16}",
-                "server", "rate", "cpu/call", "wsgrpc rate x", "wsgrpc cpu x"
-            );
-            for (server, measured) in servers.iter().zip(&medians) {
-                println!(
-                    "{:<8} {:>12} {:>10.0}ns {:>15.2}x {:>15.2}x",
-                    server.name,
-                    fmt_rate(measured.per_second),
-                    measured.cpu_ns_per_call,
-                    ours.per_second / measured.per_second,
-                    measured.cpu_ns_per_call / ours.cpu_ns_per_call,
-                );
-            }
+            print_table(&servers, runs, "call");
         }
         if wanted("idle") {
             println!("\nidle: {idle} open HTTP/2 connections, server RSS per connection");

@@ -468,12 +468,6 @@ async fn echo_connection(
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct Measured {
-    per_second: f64,
-    cpu_ns_per_message: f64,
-}
-
 /// Throughput and server CPU per message for one load against one server.
 async fn measure_echo(server: &ServerProcess, load: Load, window: Duration) -> Measured {
     let load = Arc::new(load);
@@ -490,27 +484,12 @@ async fn measure_echo(server: &ServerProcess, load: Load, window: Duration) -> M
             stop.clone(),
         ));
     }
-    tokio::time::sleep(window / 4).await; // warm-up
-    let (count_before, cpu_before, started) = (
-        echoes.load(Ordering::Relaxed),
-        server.cpu_ns(),
-        Instant::now(),
-    );
-    tokio::time::sleep(window).await;
-    let (count_after, cpu_after, elapsed) = (
-        echoes.load(Ordering::Relaxed),
-        server.cpu_ns(),
-        started.elapsed(),
-    );
+    let measured = measure_window(server, &echoes, window).await;
     stop.store(true, Ordering::Relaxed);
     while let Some(result) = tasks.join_next().await {
         result.expect("load connection");
     }
-    let messages = (count_after - count_before).max(1) as f64;
-    Measured {
-        per_second: messages / elapsed.as_secs_f64(),
-        cpu_ns_per_message: (cpu_after - cpu_before) as f64 / messages,
-    }
+    measured
 }
 
 /// Round-trip latency of one message at a time on one connection.
@@ -551,7 +530,7 @@ async fn measure_latency(
     };
     let measured = Measured {
         per_second: samples.len() as f64 / started.elapsed().as_secs_f64(),
-        cpu_ns_per_message: cpu as f64 / samples.len() as f64,
+        cpu_ns_per_op: cpu as f64 / samples.len() as f64,
     };
     (at(0.5), at(0.99), at(0.999), measured)
 }
@@ -604,25 +583,10 @@ async fn measure_churn(server: &ServerProcess, window: Duration) -> Measured {
             }
         });
     }
-    tokio::time::sleep(window / 4).await;
-    let (before, cpu_before, started) = (
-        cycles.load(Ordering::Relaxed),
-        server.cpu_ns(),
-        Instant::now(),
-    );
-    tokio::time::sleep(window).await;
-    let (after, cpu_after, elapsed) = (
-        cycles.load(Ordering::Relaxed),
-        server.cpu_ns(),
-        started.elapsed(),
-    );
+    let measured = measure_window(server, &cycles, window).await;
     stop.store(true, Ordering::Relaxed);
     while loops.join_next().await.is_some() {}
-    let done = (after - before).max(1) as f64;
-    Measured {
-        per_second: done / elapsed.as_secs_f64(),
-        cpu_ns_per_message: (cpu_after - cpu_before) as f64 / done,
-    }
+    measured
 }
 
 /// Server memory per open, idle connection (each has exchanged one message first).
@@ -763,7 +727,7 @@ async fn measure_broadcast(
     let deliveries = (after - before).max(1) as f64;
     let measured = Measured {
         per_second: deliveries / elapsed.as_secs_f64(),
-        cpu_ns_per_message: (cpu_after - cpu_before) as f64 / deliveries,
+        cpu_ns_per_op: (cpu_after - cpu_before) as f64 / deliveries,
     };
     (measured, allocations / deliveries)
 }
@@ -771,20 +735,6 @@ async fn measure_broadcast(
 // ---------------------------------------------------------------------------------------------
 // Orchestration and report
 // ---------------------------------------------------------------------------------------------
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn wanted(scenario: &str) -> bool {
-    match std::env::var("BENCH_ONLY") {
-        Ok(only) => only.split(',').any(|name| name.trim() == scenario),
-        Err(_) => true,
-    }
-}
 
 fn run_benchmarks() {
     let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
@@ -868,7 +818,7 @@ fn run_benchmarks() {
                     fmt_duration(p50),
                     fmt_duration(p99),
                     fmt_duration(p999),
-                    measured.cpu_ns_per_message
+                    measured.cpu_ns_per_op
                 );
             }
             let ours = p50s[0].1.as_secs_f64();
@@ -903,7 +853,7 @@ fn run_benchmarks() {
             println!(
                 "wsgrpc   {:>12} deliveries, {:>8.0}ns cpu/delivery, {:.4} allocations/delivery",
                 fmt_rate(measured.per_second),
-                measured.cpu_ns_per_message,
+                measured.cpu_ns_per_op,
                 allocations
             );
         }
@@ -937,27 +887,5 @@ where
             runs[index].push(measure(server).await);
         }
     }
-    let medians: Vec<Measured> = runs
-        .into_iter()
-        .map(|runs| Measured {
-            per_second: median(runs.iter().map(|run| run.per_second).collect()),
-            cpu_ns_per_message: median(runs.iter().map(|run| run.cpu_ns_per_message).collect()),
-        })
-        .collect();
-    let ours = medians[0];
-    println!(
-        "{:<8} {:>12} {:>12} {:>16} {:>16}",
-        "server", "rate", "cpu/msg", "wsgrpc rate x", "wsgrpc cpu x"
-    );
-    for (server, measured) in servers.iter().zip(&medians) {
-        println!(
-            "{:<8} {:>12} {:>10.0}ns {:>15.2}x {:>15.2}x",
-            server.name,
-            fmt_rate(measured.per_second),
-            measured.cpu_ns_per_message,
-            ours.per_second / measured.per_second,
-            // Above 1 means wsgrpc needs less CPU per message than this server.
-            measured.cpu_ns_per_message / ours.cpu_ns_per_message,
-        );
-    }
+    print_table(servers, runs, "msg");
 }

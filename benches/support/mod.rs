@@ -186,3 +186,80 @@ pub fn fmt_duration(duration: Duration) -> String {
         format!("{micros:.1}us")
     }
 }
+
+/// A number from the environment, or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether `BENCH_ONLY` (comma-separated scenario names) selects `scenario`; all run without it.
+pub fn wanted(scenario: &str) -> bool {
+    match std::env::var("BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|name| name.trim() == scenario),
+        Err(_) => true,
+    }
+}
+
+/// One cell: how many operations per second, and the server's CPU time per operation.
+#[derive(Clone, Copy, Default)]
+pub struct Measured {
+    pub per_second: f64,
+    pub cpu_ns_per_op: f64,
+}
+
+/// Warms up for a quarter of `window`, then measures `window`: the operations `done` counted and
+/// the CPU `server` used meanwhile.
+pub async fn measure_window(
+    server: &ServerProcess,
+    done: &std::sync::atomic::AtomicU64,
+    window: Duration,
+) -> Measured {
+    use std::sync::atomic::Ordering::Relaxed;
+    tokio::time::sleep(window / 4).await;
+    let (before, cpu_before, started) = (
+        done.load(Relaxed),
+        server.cpu_ns(),
+        std::time::Instant::now(),
+    );
+    tokio::time::sleep(window).await;
+    let (after, cpu_after, elapsed) = (done.load(Relaxed), server.cpu_ns(), started.elapsed());
+    let operations = after.saturating_sub(before).max(1) as f64;
+    Measured {
+        per_second: operations / elapsed.as_secs_f64(),
+        cpu_ns_per_op: cpu_after.saturating_sub(cpu_before) as f64 / operations,
+    }
+}
+
+/// Medians per server of several rounds, printed with ratios against the first server.
+pub fn print_table(servers: &[ServerProcess], runs: Vec<Vec<Measured>>, unit: &str) {
+    let medians: Vec<Measured> = runs
+        .into_iter()
+        .map(|runs| Measured {
+            per_second: median(runs.iter().map(|run| run.per_second).collect()),
+            cpu_ns_per_op: median(runs.iter().map(|run| run.cpu_ns_per_op).collect()),
+        })
+        .collect();
+    let ours = medians[0];
+    println!(
+        "{:<8} {:>12} {:>12} {:>16} {:>16}",
+        "server",
+        "rate",
+        format!("cpu/{unit}"),
+        "wsgrpc rate x",
+        "wsgrpc cpu x"
+    );
+    for (server, measured) in servers.iter().zip(&medians) {
+        println!(
+            "{:<8} {:>12} {:>10.0}ns {:>15.2}x {:>15.2}x",
+            server.name,
+            fmt_rate(measured.per_second),
+            measured.cpu_ns_per_op,
+            ours.per_second / measured.per_second,
+            // Above 1: that server needs more CPU per operation than wsgrpc.
+            measured.cpu_ns_per_op / ours.cpu_ns_per_op,
+        );
+    }
+}
