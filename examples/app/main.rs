@@ -78,19 +78,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .grpc_web(Cors::default())
         .assets(Assets::new().file("/", "text/html; charset=utf-8", INDEX_HTML));
     let scheme = if tls { "https" } else { "http" };
-    let app = if tls { with_tls(app)? } else { app };
+    let (app, certificate) = if tls { with_tls(app)? } else { (app, None) };
 
     let server = app.bind(&addr).await?;
     println!("listening on {scheme}://{}", server.local_addr());
+    if let Some(path) = certificate {
+        let port = server.local_addr().port();
+        println!("self-signed certificate written to {}", path.display());
+        println!(
+            "  curl:     curl --cacert {} https://localhost:{port}/",
+            path.display()
+        );
+        println!(
+            "  browser:  open https://localhost:{port}/ and accept the warning once, or import the file as an authority"
+        );
+        println!(
+            "  system:   cp {} /usr/local/share/ca-certificates/wsgrpc-app.crt && update-ca-certificates",
+            path.display()
+        );
+    }
     server
         .serve_with_shutdown(wsgrpc::shutdown_signal())
         .await?;
     Ok(())
 }
 
-/// A certificate for localhost and 127.0.0.1, made now and written where a client can trust it.
+/// A certificate for localhost and 127.0.0.1, made now and written where a client can trust it;
+/// returns the app serving it and the certificate's path.
 #[cfg(feature = "tls")]
-fn with_tls<H: Handler>(app: App<H>) -> Result<App<H>, Box<dyn std::error::Error>> {
+fn with_tls<H: Handler>(
+    app: App<H>,
+) -> Result<(App<H>, Option<std::path::PathBuf>), Box<dyn std::error::Error>> {
     use std::sync::Arc;
 
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -108,22 +126,12 @@ fn with_tls<H: Handler>(app: App<H>) -> Result<App<H>, Box<dyn std::error::Error
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(vec![certified.cert.der().clone()], key)?;
-    println!("self-signed certificate written to {}", path.display());
-    println!(
-        "  curl:     curl --cacert {} https://localhost:PORT/",
-        path.display()
-    );
-    println!(
-        "  browser:  open the URL and accept the warning once, or import the file as an authority"
-    );
-    println!(
-        "  system:   cp {} /usr/local/share/ca-certificates/wsgrpc-app.crt && update-ca-certificates",
-        path.display()
-    );
-    Ok(app.tls(Arc::new(config)))
+    Ok((app.tls(Arc::new(config)), Some(path)))
 }
 
 #[cfg(not(feature = "tls"))]
-fn with_tls<H: Handler>(_app: App<H>) -> Result<App<H>, Box<dyn std::error::Error>> {
+fn with_tls<H: Handler>(
+    _app: App<H>,
+) -> Result<(App<H>, Option<std::path::PathBuf>), Box<dyn std::error::Error>> {
     Err("--tls needs the tls feature: cargo run --example app --features tls -- --tls".into())
 }
