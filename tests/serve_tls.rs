@@ -4,48 +4,23 @@
 
 #[path = "common/grpc.rs"]
 mod grpc_common;
-
-use std::sync::Arc;
+#[path = "common/tls.rs"]
+mod tls_common;
 
 use grpc_common::within;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tls_common::{Collect, TestCertificate};
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use wsgrpc::client::Client;
 use wsgrpc::grpc::GrpcServer;
 use wsgrpc::grpc::pb::{HelloRequest, greeter_client::GreeterClient};
 use wsgrpc::serve::{App, Cors};
-use wsgrpc::ws::{Handler, Message, Session, SessionHandle, handler_fn};
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-struct Collect(mpsc::Sender<String>);
-
-impl Handler for Collect {
-    async fn on_message(&self, _session: &mut Session, message: Message) -> wsgrpc::Result<()> {
-        let _ = self
-            .0
-            .send(message.as_text().unwrap_or_default().to_owned())
-            .await;
-        Ok(())
-    }
-}
+use wsgrpc::ws::{Message, SessionHandle, handler_fn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_and_grpc_over_tls_on_the_same_port() {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
-    let cert_pem = certified.cert.pem();
-    let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key: PrivateKeyDer<'static> =
-        PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()).into();
-    let server_config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .expect("server config");
+    let certificate = TestCertificate::localhost();
+    let cert_pem = certificate.pem.clone();
 
     let echo = handler_fn(|session: SessionHandle, message: Message| async move {
         session.send(message).await
@@ -54,7 +29,7 @@ async fn wss_and_grpc_over_tls_on_the_same_port() {
         .websocket(echo)
         .grpc(GrpcServer::new().into_parts().await.expect("parts"))
         .grpc_web(Cors::default())
-        .tls(Arc::new(server_config))
+        .tls(certificate.server_config())
         .bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -85,18 +60,11 @@ async fn wss_and_grpc_over_tls_on_the_same_port() {
     assert_eq!(reply.into_inner().message, "Hello tls");
 
     // wss:// on the same port (ALPN http/1.1), at the same time as the channel above.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).expect("trust the test certificate");
-    let client_config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let (seen, mut received) = mpsc::channel(4);
     let client = within(
         "wss connect",
         Client::builder(format!("wss://localhost:{port}/ws"))
-            .tls_config(Arc::new(client_config))
+            .tls_config(certificate.client_config())
             .connect(Collect(seen)),
     )
     .await
