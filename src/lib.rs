@@ -24,6 +24,9 @@
 //! - [`grpc`]: the gRPC side: the generated Greeter service, a default implementation to extend, and
 //!   a server builder with health, reflection, limits and graceful shutdown.
 //! - [`serve`]: one listener for WebSocket, gRPC, gRPC-Web and a web page, and an axum adapter.
+//! - [`client`]: a WebSocket client running the same `Handler`, with opt-in reconnect.
+//! - [`rpc`]: typed request/response calls (and pushes) over a WebSocket.
+//! - `testing` (feature `test-util`): an in-memory harness to test handlers without sockets.
 //! - [`Error`] and [`Result`]: one error type for both sides.
 //!
 //! # Design
@@ -32,6 +35,8 @@
 //! queue between a peer and memory is bounded, and every wait has a timeout. Bad input is answered
 //! with the close code or status the protocol prescribes, and ends only the connection it came from.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
