@@ -24,24 +24,11 @@ use wsgrpc::grpc::pb::HelloRequest;
 use wsgrpc::grpc::pb::greeter_client::GreeterClient;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(position) = args.iter().position(|arg| arg == "--server") {
-        let kind = args.get(position + 1).cloned().unwrap_or_default();
-        return run_server(&kind);
-    }
-    if !args.iter().any(|arg| arg == "--bench") {
-        return;
-    }
-    run_benchmarks();
+    dispatch(run_server, run_benchmarks);
 }
 
 fn run_server(kind: &str) {
-    raise_fd_limit();
-    pin_to_core(SERVER_CORE);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (runtime, _) = pinned_runtime(SERVER_CORE);
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         println!("READY {}", listener.local_addr().expect("addr"));
@@ -173,12 +160,7 @@ async fn measure_idle(server: &ServerProcess, connections: usize) -> f64 {
 
 fn run_benchmarks() {
     let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
-    let fd_limit = raise_fd_limit();
-    pin_to_core(CLIENT_CORE);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (runtime, fd_limit) = pinned_runtime(CLIENT_CORE);
     let window = Duration::from_secs(env_number("BENCH_SECONDS", 2));
     let rounds = env_number("BENCH_ROUNDS", 3).max(1) as usize;
     let idle = (env_number("BENCH_IDLE", 1000) as usize).min(fd_limit.saturating_sub(200) as usize);

@@ -46,16 +46,7 @@ const SERVERS: [(&str, &str); 5] = [
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(position) = args.iter().position(|arg| arg == "--server") {
-        let kind = args.get(position + 1).cloned().unwrap_or_default();
-        return run_server(&kind);
-    }
-    // `cargo test --benches` runs bench targets in test mode: do nothing there.
-    if !args.iter().any(|arg| arg == "--bench") {
-        return;
-    }
-    run_benchmarks();
+    dispatch(run_server, run_benchmarks);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -63,12 +54,7 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 
 fn run_server(kind: &str) {
-    raise_fd_limit();
-    pin_to_core(SERVER_CORE);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (runtime, _) = pinned_runtime(SERVER_CORE);
     let region_start = Arc::new(std::sync::Mutex::new(Region::new(GLOBAL)));
     serve_commands({
         let region = region_start.clone();
@@ -738,12 +724,7 @@ async fn measure_broadcast(
 
 fn run_benchmarks() {
     let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
-    let fd_limit = raise_fd_limit();
-    pin_to_core(CLIENT_CORE);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (runtime, fd_limit) = pinned_runtime(CLIENT_CORE);
     let window = Duration::from_secs(env_number("BENCH_SECONDS", 2));
     let rounds = env_number("BENCH_ROUNDS", 3).max(1) as usize;
     let idle_connections =

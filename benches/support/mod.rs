@@ -20,6 +20,31 @@ pub fn pin_to_core(core: usize) -> bool {
     }
 }
 
+/// The entry point of a bench binary: `--server KIND` runs one server (in the child process the
+/// parent started), `--bench` (as `cargo bench` passes) runs the benchmarks, and anything else
+/// (`cargo test --benches` runs bench targets in test mode) does nothing.
+pub fn dispatch(run_server: fn(&str), run_benchmarks: fn()) {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(position) = args.iter().position(|arg| arg == "--server") {
+        let kind = args.get(position + 1).cloned().unwrap_or_default();
+        return run_server(&kind);
+    }
+    if args.iter().any(|arg| arg == "--bench") {
+        run_benchmarks();
+    }
+}
+
+/// A single-threaded runtime on `core`, with the open-file limit raised; returns the limit too.
+pub fn pinned_runtime(core: usize) -> (tokio::runtime::Runtime, u64) {
+    let fd_limit = raise_fd_limit();
+    pin_to_core(core);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (runtime, fd_limit)
+}
+
 /// Raises the open-file limit to its hard maximum (idle-connection scenarios need thousands).
 pub fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
