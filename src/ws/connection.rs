@@ -640,20 +640,8 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
                 break;
             };
             taken += 1;
-            if let tungstenite::Message::Close(frame) = message {
-                let frame = frame.unwrap_or_else(|| close_frame(CloseCode::Normal, ""));
-                self.start_close(cx, frame)?;
+            if self.take(cx, message)? {
                 break;
-            }
-            self.flush_pending = true;
-            match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
-                Ok(()) => {}
-                // Accepted into the buffer, but the socket is full: take no more until it drains.
-                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    break;
-                }
-                Err(error) => return Err(end_for(error)),
             }
         }
         if taken == MAX_BATCH {
@@ -673,26 +661,36 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
             return Ok(false);
         }
         match self.outgoing.poll_recv(cx) {
-            Poll::Ready(Some(tungstenite::Message::Close(frame))) => {
-                let frame = frame.unwrap_or_else(|| close_frame(CloseCode::Normal, ""));
-                self.start_close(cx, frame)?;
-                Ok(true)
-            }
             Poll::Ready(Some(message)) => {
-                self.flush_pending = true;
-                match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
-                    Ok(()) => {}
-                    Err(tungstenite::Error::Io(error))
-                        if error.kind() == io::ErrorKind::WouldBlock =>
-                    {
-                        self.write_blocked = true;
-                    }
-                    Err(error) => return Err(end_for(error)),
+                let close = matches!(message, tungstenite::Message::Close(_));
+                self.take(cx, message)?;
+                if !close {
+                    self.poll_write(cx)?;
                 }
-                self.poll_write(cx)?;
                 Ok(true)
             }
             Poll::Ready(None) | Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Hands one queued entry to tungstenite: a close frame starts the closing handshake, a
+    /// message goes into the write buffer. A full socket marks the writer blocked. Returns whether
+    /// to stop taking: after a close, or until the socket drains.
+    fn take(&mut self, cx: &mut Context<'_>, message: Outgoing) -> Result<bool, End> {
+        if let tungstenite::Message::Close(frame) = message {
+            let frame = frame.unwrap_or_else(|| close_frame(CloseCode::Normal, ""));
+            self.start_close(cx, frame)?;
+            return Ok(true);
+        }
+        self.flush_pending = true;
+        match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
+            Ok(()) => Ok(false),
+            // Accepted into the buffer, but the socket is full.
+            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.write_blocked = true;
+                Ok(true)
+            }
+            Err(error) => Err(end_for(error)),
         }
     }
 
