@@ -106,10 +106,11 @@ async fn serve_wsgrpc(listener: TcpListener) {
     {
         config = config.read_buffer_size(size);
     }
-    let server = wsgrpc::ws::Server::from_listener(listener)
-        .expect("server")
-        .with_config(config);
-    server.serve(Echo).await.expect("serve");
+    wsgrpc::ws::Server::new(Echo)
+        .config(config)
+        .serve(listener, std::future::pending())
+        .await
+        .expect("serve");
 }
 
 /// Subscribers join the hub; whatever the connection on `/send` sends is broadcast to them all.
@@ -141,13 +142,14 @@ impl wsgrpc::ws::Handler for Broadcast {
 
 async fn serve_hub(listener: TcpListener) {
     let config = wsgrpc::ws::Config::default().max_connections(100_000);
-    let server = wsgrpc::ws::Server::from_listener(listener)
-        .expect("server")
-        .with_config(config);
     // Lag rather than close: the load generator paces itself, so a lagging subscriber is a
     // measurement problem to report, not a client to drop.
     let hub = wsgrpc::ws::Hub::with_policy(wsgrpc::ws::SlowConsumer::Lag);
-    server.serve(Broadcast { hub }).await.expect("serve");
+    wsgrpc::ws::Server::new(Broadcast { hub })
+        .config(config)
+        .serve(listener, std::future::pending())
+        .await
+        .expect("serve");
 }
 
 async fn serve_accept_loop<F, Fut>(listener: TcpListener, connection: F)

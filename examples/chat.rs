@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
 use wsgrpc::ws::guard::{AuthLayer, OriginLayer, ProtocolLayer};
 use wsgrpc::ws::layer::{RateLimitLayer, TimeoutLayer, TraceLayer};
 use wsgrpc::ws::{
@@ -225,12 +226,12 @@ async fn main() -> wsgrpc::Result<()> {
         .layer(OriginLayer::new())
         .handler(router);
 
-    let server = Server::bind(&addr).await?;
+    let listener = TcpListener::bind(&addr).await?;
     println!(
         "chat on ws://{}/rooms/{{room}}?nick=NAME",
-        server.local_addr()
+        listener.local_addr()?
     );
-    server
-        .serve_with_shutdown(handler, wsgrpc::shutdown_signal())
+    Server::new(handler)
+        .serve(listener, wsgrpc::shutdown_signal())
         .await
 }

@@ -7,6 +7,7 @@
 //!
 //! Another address: first argument or `ADDR`. Ctrl-C shuts down gracefully.
 
+use tokio::net::TcpListener;
 use wsgrpc::ws::{Config, Message, Server, SessionHandle, handler_fn};
 
 #[tokio::main]
@@ -25,9 +26,10 @@ async fn main() -> wsgrpc::Result<()> {
         session.send(message).await
     });
     // Conformance suites send messages of up to 16 MiB; the defaults already allow that.
-    let server = Server::bind(&addr).await?.with_config(Config::default());
-    println!("listening on ws://{}/ws", server.local_addr());
-    server
-        .serve_with_shutdown(echo, wsgrpc::shutdown_signal())
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on ws://{}/ws", listener.local_addr()?);
+    Server::new(echo)
+        .config(Config::default())
+        .serve(listener, wsgrpc::shutdown_signal())
         .await
 }

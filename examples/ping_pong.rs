@@ -9,6 +9,7 @@
 //! Ctrl-C closes every connection with 1001 and exits.
 
 use http::StatusCode;
+use tokio::net::TcpListener;
 use wsgrpc::ws::{Handler, Message, Rejection, Server, Session, Upgrade};
 
 struct PingPong;
@@ -47,9 +48,9 @@ async fn main() -> wsgrpc::Result<()> {
         .or_else(|| std::env::var("ADDR").ok())
         .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
 
-    let server = Server::bind(&addr).await?;
-    println!("listening on ws://{}/ws", server.local_addr());
-    server
-        .serve_with_shutdown(PingPong, wsgrpc::shutdown_signal())
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on ws://{}/ws", listener.local_addr()?);
+    Server::new(PingPong)
+        .serve(listener, wsgrpc::shutdown_signal())
         .await
 }

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
 use wsgrpc::rpc::{RpcError, RpcHandler, RpcService, push};
 use wsgrpc::ws::{Server, SessionHandle};
 
@@ -75,9 +76,9 @@ async fn main() -> wsgrpc::Result<()> {
         .nth(1)
         .or_else(|| std::env::var("ADDR").ok())
         .unwrap_or_else(|| "127.0.0.1:9002".to_owned());
-    let server = Server::bind(&addr).await?;
-    println!("listening on ws://{}/rpc", server.local_addr());
-    server
-        .serve_with_shutdown(RpcHandler::new(Calculator), wsgrpc::shutdown_signal())
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on ws://{}/rpc", listener.local_addr()?);
+    Server::new(RpcHandler::new(Calculator))
+        .serve(listener, wsgrpc::shutdown_signal())
         .await
 }

@@ -10,9 +10,9 @@
 //!     let echo = handler_fn(|session: SessionHandle, message: Message| async move {
 //!         session.send(message).await
 //!     });
-//!     let server = Server::bind("127.0.0.1:9001").await?;
-//!     println!("listening on ws://{}/ws", server.local_addr());
-//!     server.serve_with_shutdown(echo, wsgrpc::shutdown_signal()).await
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     println!("listening on ws://{}/ws", listener.local_addr()?);
+//!     Server::new(echo).serve(listener, wsgrpc::shutdown_signal()).await
 //! }
 //! ```
 //!
@@ -43,15 +43,15 @@
 pub mod client;
 mod error;
 pub mod grpc;
+pub mod net;
 pub mod rpc;
 pub mod serve;
-mod shutdown;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod ws;
 
 pub use error::{BoxError, Error, Result};
-pub use shutdown::shutdown_signal;
+pub use net::{Shutdown, shutdown_signal};
 
 /// Compiles the README's Rust examples as doctests, so the README cannot drift from the API.
 #[cfg(doctest)]

@@ -45,9 +45,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{CloseFrame, Role};
 
-use crate::ws::{
-    CloseCode, CloseReason, Config, Handler, Message, Rejection, Upgrade, serve_connection,
-};
+use crate::ws::accept::Acceptor;
+use crate::ws::{CloseCode, CloseReason, Config, Connections, Handler, Message, Rejection};
 
 /// How long the `expect_*` helpers wait by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,15 +104,16 @@ impl TestConnectionBuilder {
             .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
             .body(())
             .expect("a valid test request");
-        let mut upgrade = Upgrade::from_request(request, None)?;
-        handler.on_upgrade(&mut upgrade).await?;
-        let protocol = upgrade.protocol().map(str::to_owned);
+        // The crate's one upgrade path, as on every server: validation, the origin policy,
+        // `on_upgrade` with a panic answered by `500`.
+        let acceptor = Acceptor::new(handler, self.config, Connections::new());
+        let guard = acceptor.admit()?;
+        let deadline = tokio::time::Instant::now() + acceptor.config().handshake_timeout;
+        let accepted = acceptor.decide(request, None, guard, deadline).await?;
+        let protocol = accepted.protocol().map(str::to_owned);
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-        let config = self.config;
         let server =
-            tokio::spawn(
-                async move { serve_connection(server_io, upgrade, &handler, &config).await },
-            );
+            tokio::spawn(async move { acceptor.run(server_io, accepted, Vec::new()).await });
         let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
         Ok(TestConnection {
             client,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use wsgrpc::client::{Client, ConnectionState, Reconnect, WhileDisconnected};
 use wsgrpc::ws::{CloseCode, Config, Handler, Message, Server, Session};
@@ -134,9 +135,8 @@ async fn reconnects_after_the_server_restarts_and_reruns_on_open() {
 
     // A new server on the same address.
     let (new_acker, mut new_seen, _) = Acker::new(None);
-    let restarted = Server::bind(addr).await.expect("rebind the same port");
-    let restarted_handle = restarted.handle();
-    tokio::spawn(restarted.serve(new_acker));
+    let listener = TcpListener::bind(addr).await.expect("rebind the same port");
+    let (restarted_handle, _task) = spawn_server(Server::new(new_acker), listener);
     wait_state(&client, |state| {
         matches!(state, ConnectionState::Connected { .. })
     })

@@ -16,14 +16,14 @@ use wsgrpc::ws::{Config, Server};
 async fn wss_client_talks_to_the_tls_server() {
     let certificate = TestCertificate::localhost();
     let (probe, mut closes) = Probe::new();
-    let server = Server::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("bind")
-        .with_config(Config::default())
-        .with_tls(certificate.server_config());
-    let port = server.local_addr().port();
-    let handle = server.handle();
-    tokio::spawn(server.serve(probe));
+        .expect("bind");
+    let port = listener.local_addr().expect("bound address").port();
+    let server = Server::new(probe)
+        .config(Config::default())
+        .tls(certificate.server_config());
+    let (handle, _task) = spawn_server(server, listener);
 
     let (seen, mut received) = mpsc::channel(16);
     let client = Client::builder(format!("wss://localhost:{port}/ws"))

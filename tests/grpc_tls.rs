@@ -9,9 +9,10 @@ use grpc_common::within;
 use tokio::{net::TcpListener, sync::oneshot};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use wsgrpc::grpc::{
-    GrpcServer, TlsConfig,
+    GrpcServer,
     pb::{HelloRequest, greeter_client::GreeterClient},
 };
+use wsgrpc::net::TlsConfig;
 
 #[tokio::test]
 async fn greets_over_tls_and_refuses_cleartext() {

@@ -19,7 +19,7 @@ use tonic::transport::Endpoint;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wsgrpc::grpc::pb::{HelloRequest, greeter_client::GreeterClient};
 use wsgrpc::grpc::{Config as GrpcConfig, GrpcServer};
-use wsgrpc::serve::{App, Assets, Config, Cors};
+use wsgrpc::serve::{App, Assets, Cors};
 use wsgrpc::ws::{Config as WsConfig, Handler, Message, Router, SessionHandle, handler_fn};
 
 fn echo() -> impl Handler {
@@ -162,8 +162,12 @@ async fn websocket_message_limit_applies() {
 
 #[tokio::test]
 async fn silent_and_slow_clients_are_disconnected() {
-    let config = Config::default().request_head_timeout(Duration::from_millis(300));
-    let app = TestApp::start(full_app().await.config(config)).await;
+    let app = TestApp::start(
+        full_app()
+            .await
+            .request_head_timeout(Duration::from_millis(300)),
+    )
+    .await;
 
     // Says nothing at all: dropped after the request head timeout.
     let mut silent = TcpStream::connect(app.addr).await.expect("connect");

@@ -25,17 +25,17 @@ async fn wss_and_grpc_over_tls_on_the_same_port() {
     let echo = handler_fn(|session: SessionHandle, message: Message| async move {
         session.send(message).await
     });
-    let server = App::new()
+    let app = App::new()
         .websocket(echo)
         .grpc(GrpcServer::new().into_parts().await.expect("parts"))
         .grpc_web(Cors::default())
-        .tls(certificate.server_config())
-        .bind("127.0.0.1:0")
+        .tls(certificate.server_config());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let port = server.local_addr().port();
+    let port = listener.local_addr().expect("bound address").port();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve_with_shutdown(async {
+    let task = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
     }));
 

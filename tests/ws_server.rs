@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use wsgrpc::ws::{ClosedBy, Config, Handler, Rejection, Server, Upgrade};
@@ -16,11 +16,12 @@ use wsgrpc::ws::{ClosedBy, Config, Handler, Rejection, Server, Upgrade};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_sends_1001_to_every_client_and_returns() {
     let (probe, mut closes) = Probe::new();
-    let server = Server::bind("127.0.0.1:0").await.expect("bind");
-    let addr = server.local_addr();
-    let handle = server.handle();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound address");
+    let server = Server::new(probe);
+    let connections = server.connections();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_with_shutdown(probe, async {
+    let serving = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
 
@@ -30,7 +31,7 @@ async fn graceful_shutdown_sends_1001_to_every_client_and_returns() {
         round_trip(&mut client, "up").await;
         clients.push(client);
     }
-    assert_eq!(handle.connections(), 20);
+    assert_eq!(connections.count(), 20);
     stop.send(()).expect("server waiting for the signal");
 
     for client in &mut clients {
@@ -48,7 +49,7 @@ async fn graceful_shutdown_sends_1001_to_every_client_and_returns() {
         .expect("serve returns after shutdown")
         .expect("task")
         .expect("clean shutdown");
-    assert_eq!(handle.connections(), 0);
+    assert_eq!(connections.count(), 0);
     // The listener is closed: new connections are refused by the OS.
     assert!(TcpStream::connect(addr).await.is_err());
 }

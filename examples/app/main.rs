@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use wsgrpc::grpc::GrpcServer;
 use wsgrpc::serve::{App, Assets, Cors};
@@ -80,10 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scheme = if tls { "https" } else { "http" };
     let (app, certificate) = if tls { with_tls(app)? } else { (app, None) };
 
-    let server = app.bind(&addr).await?;
-    println!("listening on {scheme}://{}", server.local_addr());
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on {scheme}://{}", listener.local_addr()?);
     if let Some(path) = certificate {
-        let port = server.local_addr().port();
+        let port = listener.local_addr()?.port();
         println!("self-signed certificate written to {}", path.display());
         println!(
             "  curl:     curl --cacert {} https://localhost:{port}/",
@@ -97,9 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             path.display()
         );
     }
-    server
-        .serve_with_shutdown(wsgrpc::shutdown_signal())
-        .await?;
+    app.serve(listener, wsgrpc::shutdown_signal()).await?;
     Ok(())
 }
 

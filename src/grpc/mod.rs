@@ -53,8 +53,6 @@ pub mod pb;
 pub(crate) mod serve;
 mod server;
 mod status;
-#[cfg(feature = "tls")]
-mod tls;
 
 pub use config::{Config, DEFAULT_MAX_MESSAGE_SIZE};
 pub use greet::{Greet, GreetFn, Hello, greet_fn};
@@ -62,8 +60,5 @@ pub use greeter::{DEFAULT_MAX_NAME_LEN, DEFAULT_STREAM_REPLIES, Greeter, ReplySt
 pub use health::HealthHandle;
 pub use layer::GrpcLayer;
 pub use server::{GrpcParts, GrpcServer};
-#[cfg(feature = "tls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub use tls::TlsConfig;
 /// Compression encodings for [`Config::accept_compressed`] and [`Config::send_compressed`].
 pub use tonic::codec::CompressionEncoding;

@@ -1,4 +1,5 @@
-//! The accept loop: HTTP/2 connections over TCP (or TLS), and the graceful drain.
+//! HTTP/2 on the crate's serving core ([`crate::net`]): what the gRPC server does with each
+//! accepted connection, and its graceful drain.
 //!
 //! Every connection runs as a task in one `JoinSet`, which is what makes the drain deadline
 //! enforceable: tonic's own `Server` detaches its connection tasks, so it can wait for them but not
@@ -8,9 +9,10 @@
 use std::{
     convert::Infallible,
     future::Future,
+    net::SocketAddr,
     pin::pin,
+    sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -22,107 +24,66 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::{TcpListener, TcpStream},
-    sync::watch,
     task::JoinSet,
 };
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::TcpConnectInfo;
 use tower_service::Service;
 
 use super::{Config, HealthHandle};
+use crate::net::serve::{AcceptOptions, Connector, Tls, accept_until, drain};
+use crate::net::{Listener, Shutdown};
 use crate::{BoxError, Result};
 
 type Http2 = hyper::server::conn::http2::Builder<TokioExecutor>;
 
-/// Pause after an accept error that is not about one connection (out of file descriptors, say),
-/// so the loop does not spin while the condition lasts.
-pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
-/// The connection-level settings.
-pub(crate) struct Transport {
-    pub(crate) config: Config,
-    #[cfg(feature = "tls")]
-    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-pub(crate) async fn serve<S, B>(
-    listener: TcpListener,
+/// Serves `service` on `listener` with the connection-level settings of `config`, until `signal`
+/// completes; then drains as [`GrpcParts::serve`](super::GrpcParts::serve) describes.
+pub(crate) async fn serve<L, S, B>(
+    listener: L,
     service: S,
-    transport: Transport,
+    config: Config,
+    tls: Option<Tls>,
     health: HealthHandle,
-    shutdown: impl Future<Output = ()>,
+    signal: impl Future<Output = ()>,
 ) -> Result<()>
 where
+    L: Listener,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let config = &transport.config;
-    let http2 = http2_builder(config);
-    let (drain, draining) = watch::channel(false);
+    let options = AcceptOptions {
+        nodelay: config.tcp_nodelay,
+        tls,
+        tls_handshake_timeout: config.tls_handshake_timeout,
+    };
+    let drain_timeout = config.drain_timeout;
+    let connector = Arc::new(GrpcConnector {
+        http2: http2_builder(&config),
+        service,
+    });
+    let shutdown = Shutdown::new();
     let mut connections = JoinSet::new();
-    let mut shutdown = pin!(shutdown);
-
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "grpc server listening");
-    }
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracing::trace!(%peer, "connection accepted");
-                    if config.tcp_nodelay && let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
-                    }
-                    let connection = Connection {
-                        http2: http2.clone(),
-                        service: service.clone(),
-                        draining: draining.clone(),
-                    };
-                    #[cfg(feature = "tls")]
-                    if let Some(acceptor) = &transport.tls {
-                        let acceptor = acceptor.clone();
-                        let handshake_timeout = config.tls_handshake_timeout;
-                        connections.spawn(connection.run_tls(stream, acceptor, handshake_timeout));
-                        continue;
-                    }
-                    connections.spawn(connection.run(stream));
-                }
-                Err(error) if is_connection_error(&error) => {
-                    tracing::debug!(%error, "accept failed for one connection");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed, backing off");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                }
-            },
-            // Reap finished connections so the set only holds live ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-
+    let listener = accept_until(
+        listener,
+        &connector,
+        &options,
+        signal,
+        &shutdown,
+        &mut connections,
+    )
+    .await;
     tracing::info!(connections = connections.len(), "grpc server shutting down");
+    // NOT_SERVING first, so load balancers watching health move traffic away; then new
+    // connections are refused; the connections got their GOAWAY when `shutdown` was triggered.
     health.set_not_serving().await;
     drop(listener);
-    // Every connection answers with GOAWAY and finishes the calls it has.
-    let _ = drain.send(true);
-    let drained = tokio::time::timeout(config.drain_timeout, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            connections = connections.len(),
-            deadline = ?config.drain_timeout,
-            "drain deadline passed, closing the remaining connections"
-        );
-        connections.shutdown().await;
-    }
+    drain(&mut connections, drain_timeout, "grpc server").await;
     tracing::info!("grpc server stopped");
     Ok(())
 }
@@ -150,91 +111,63 @@ macro_rules! configure_http2 {
 }
 pub(crate) use configure_http2;
 
-/// Errors that concern only the connection being accepted; the listener itself is fine.
-pub(crate) fn is_connection_error(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(
-        error.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    )
-}
-
-/// What one connection task needs.
-struct Connection<S> {
+/// The gRPC side of the accept loop: HTTP/2 on every connection.
+struct GrpcConnector<S> {
     http2: Http2,
     service: S,
-    draining: watch::Receiver<bool>,
 }
 
-impl<S, B> Connection<S>
+impl<S, B> Connector for GrpcConnector<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    async fn run(self, stream: TcpStream) {
-        let info = stream.connect_info();
-        self.serve(stream, info).await;
+    type Ticket = ();
+
+    fn admit(&self, _peer: Option<SocketAddr>) -> Option<()> {
+        Some(())
     }
 
-    #[cfg(feature = "tls")]
-    async fn run_tls(
-        mut self,
-        stream: TcpStream,
-        acceptor: tokio_rustls::TlsAcceptor,
-        handshake_timeout: Duration,
-    ) {
-        let info = stream.connect_info();
-        let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-        let stream = tokio::select! {
-            result = handshake => match result {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(peer = ?info.remote_addr(), %error, "tls handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(peer = ?info.remote_addr(), "tls handshake timed out");
-                    return;
-                }
-            },
-            // A connection still shaking hands has no call in flight: drop it at once.
-            () = drain_started(&mut self.draining) => return,
-        };
-        self.serve(stream, info).await;
-    }
-
-    async fn serve<IO>(mut self, io: IO, info: TcpConnectInfo)
+    fn serve<Io>(
+        self: Arc<Self>,
+        io: Io,
+        peer: Option<SocketAddr>,
+        (): (),
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + Send + 'static
     where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let peer = info.remote_addr();
+        let info = TcpConnectInfo {
+            local_addr: None,
+            remote_addr: peer,
+        };
         let service = TowerToHyperService::new(WithConnectInfo {
-            inner: self.service,
+            inner: self.service.clone(),
             info,
         });
-        let mut connection = pin!(self.http2.serve_connection(TokioIo::new(io), service));
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = drain_started(&mut self.draining) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+        let connection = self.http2.serve_connection(TokioIo::new(io), service);
+        async move {
+            let mut connection = pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.triggered() => {
+                    // GOAWAY: the client starts no new call here; the calls in flight finish.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(?peer, %error, "connection ended with an error");
             }
-        };
-        if let Err(error) = result {
-            tracing::debug!(?peer, %error, "connection ended with an error");
         }
     }
-}
-
-/// Resolves once the drain has started, or the server is gone without one (shutting down is right
-/// then too).
-pub(crate) async fn drain_started(draining: &mut watch::Receiver<bool>) {
-    let _ = draining.wait_for(|draining| *draining).await;
 }
 
 /// Puts the connection's addresses into each request, so handlers can call

@@ -8,11 +8,8 @@
 
 use std::future::Future;
 
-use tokio::net::TcpListener;
 use tonic::{server::NamedService, service::Routes};
 
-#[cfg(feature = "tls")]
-use super::TlsConfig;
 use super::{
     Config, GrpcLayer, HealthHandle,
     greet::{Greet, Hello},
@@ -22,6 +19,9 @@ use super::{
     serve,
 };
 use crate::Result;
+use crate::net::Listener;
+#[cfg(feature = "tls")]
+use crate::net::TlsConfig;
 
 /// The gRPC service name of the health service, which bearer auth leaves open for probes.
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -74,11 +74,13 @@ impl<G: Greet> GrpcServer<G> {
         self
     }
 
-    /// Serves over TLS (HTTP/2 negotiated by ALPN) instead of cleartext HTTP/2.
+    /// Serves over TLS (HTTP/2 negotiated by ALPN: `h2` unless the configuration offers
+    /// protocols of its own) instead of cleartext HTTP/2. The handshake must finish within
+    /// [`Config::tls_handshake_timeout`].
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.tls = Some(tls);
+    pub fn tls(mut self, tls: impl Into<TlsConfig>) -> Self {
+        self.tls = Some(tls.into());
         self
     }
 
@@ -135,9 +137,9 @@ impl<G: Greet> GrpcServer<G> {
 
     /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully; see
     /// [`GrpcParts::serve`].
-    pub async fn serve(
+    pub async fn serve<L: Listener>(
         self,
-        listener: TcpListener,
+        listener: L,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         self.into_parts().await?.serve(listener, shutdown).await
@@ -175,17 +177,16 @@ impl GrpcParts {
     ///
     /// Errors on a single connection (a reset, a failed TLS handshake) are logged and do not stop
     /// the server.
-    pub async fn serve(
+    pub async fn serve<L: Listener>(
         self,
-        listener: TcpListener,
+        listener: L,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         let service = tower_layer::Layer::layer(&self.layer, self.routes);
-        let transport = serve::Transport {
-            config: self.config,
-            #[cfg(feature = "tls")]
-            tls: self.tls.map(|tls| tls.acceptor()),
-        };
-        serve::serve(listener, service, transport, self.health, shutdown).await
+        #[cfg(feature = "tls")]
+        let tls = self.tls.map(|tls| tls.acceptor(&[crate::net::tls::H2]));
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
+        serve::serve(listener, service, self.config, tls, self.health, shutdown).await
     }
 }

@@ -26,7 +26,10 @@
 //! }
 //!
 //! # async fn example() -> wsgrpc::Result<()> {
-//! Server::bind("127.0.0.1:9002").await?.serve(RpcHandler::new(Calculator)).await
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9002").await?;
+//! Server::new(RpcHandler::new(Calculator))
+//!     .serve(listener, wsgrpc::shutdown_signal())
+//!     .await
 //! # }
 //! ```
 //!

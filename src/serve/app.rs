@@ -1,4 +1,5 @@
-//! The one-port server: the builder ([`App`]), the bound server ([`Server`]) and its accept loop.
+//! The one-port server: the builder ([`App`]) and what it does with each connection the crate's
+//! accept loop ([`crate::net`]) hands it.
 //!
 //! ```no_run
 //! use wsgrpc::grpc::GrpcServer;
@@ -9,15 +10,15 @@
 //! let echo = handler_fn(|session: SessionHandle, message: Message| async move {
 //!     session.send(message).await
 //! });
-//! let server = App::new()
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! println!("listening on http://{}", listener.local_addr()?);
+//! App::new()
 //!     .websocket(echo)
 //!     .grpc(GrpcServer::new().into_parts().await?)
 //!     .grpc_web(Cors::default())
 //!     .assets(Assets::new().file("/", "text/html", "<!doctype html><p>hello</p>"))
-//!     .bind("127.0.0.1:8080")
-//!     .await?;
-//! println!("listening on http://{}", server.local_addr());
-//! server.serve_with_shutdown(wsgrpc::shutdown_signal()).await
+//!     .serve(listener, wsgrpc::shutdown_signal())
+//!     .await
 //! # }
 //! ```
 //!
@@ -33,6 +34,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, header};
@@ -41,22 +43,20 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::body::Body;
 use tonic::service::Routes;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::TcpConnectInfo;
 use tonic_web::{GrpcWebLayer, GrpcWebService};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::websocket::{Endpoint, is_upgrade};
-use super::{Assets, Config, Cors, cors::Verdict};
-use crate::grpc::serve::{
-    ACCEPT_ERROR_BACKOFF, configure_http2, drain_started, is_connection_error,
-};
+use super::{Assets, Cors, cors::Verdict};
+use crate::grpc::serve::configure_http2;
 use crate::grpc::{GrpcLayer, GrpcParts};
+use crate::net::serve::{AcceptOptions, Connector, accept_until, drain};
+use crate::net::{Listener, Shutdown};
 use crate::ws::{self, Connections, Handler, Rejection, Upgrade};
 use crate::{BoxError, Result};
 
@@ -76,7 +76,8 @@ impl Handler for NoWebSocket {
     }
 }
 
-/// What one port serves; build it, then [`bind`](Self::bind) it. See the [module docs](super).
+/// What one port serves; build it, then [`serve`](Self::serve) it on a listener. See the
+/// [module docs](super).
 #[derive(Debug)]
 pub struct App<H = NoWebSocket> {
     handler: H,
@@ -84,11 +85,15 @@ pub struct App<H = NoWebSocket> {
     grpc: Option<GrpcParts>,
     grpc_web: Option<Cors>,
     assets: Assets,
-    config: Config,
+    request_head_timeout: Duration,
+    tcp_nodelay: bool,
     connections: Connections,
     #[cfg(feature = "tls")]
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<crate::net::TlsConfig>,
 }
+
+/// Default of [`App::request_head_timeout`]: 10 s, as the WebSocket handshake timeout.
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl App<NoWebSocket> {
     /// Serves nothing yet: WebSocket upgrades get `404`, gRPC calls `UNIMPLEMENTED`, other requests
@@ -100,7 +105,8 @@ impl App<NoWebSocket> {
             grpc: None,
             grpc_web: None,
             assets: Assets::new(),
-            config: Config::default(),
+            request_head_timeout: DEFAULT_REQUEST_HEAD_TIMEOUT,
+            tcp_nodelay: true,
             connections: Connections::new(),
             #[cfg(feature = "tls")]
             tls: None,
@@ -124,7 +130,8 @@ impl<H: Handler> App<H> {
             grpc: self.grpc,
             grpc_web: self.grpc_web,
             assets: self.assets,
-            config: self.config,
+            request_head_timeout: self.request_head_timeout,
+            tcp_nodelay: self.tcp_nodelay,
             connections: self.connections,
             #[cfg(feature = "tls")]
             tls: self.tls,
@@ -163,76 +170,45 @@ impl<H: Handler> App<H> {
         self
     }
 
-    /// The listener's own settings (request head timeout, TLS handshake timeout, `TCP_NODELAY`).
+    /// Time a connection gets from accept to its first complete request (of either HTTP version),
+    /// and an HTTP/1.1 connection for each request head after that: a client that trickles bytes
+    /// (slowloris) or says nothing is disconnected. Default [`DEFAULT_REQUEST_HEAD_TIMEOUT`]
+    /// (10 s). The TLS handshake has its own bound, the WebSocket [`handshake_timeout`](
+    /// ws::Config::handshake_timeout).
     #[must_use]
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+    pub fn request_head_timeout(mut self, timeout: Duration) -> Self {
+        self.request_head_timeout = timeout;
         self
     }
 
-    /// Serves everything over TLS: `https://`, `wss://` and gRPC over TLS. ALPN is set to `h2` and
-    /// `http/1.1` when the configuration offers none (browsers open WebSockets over HTTP/1.1).
+    /// Sets `TCP_NODELAY` on accepted sockets. Default `true`: WebSocket writes are batched
+    /// already and gRPC messages are small and latency-bound, so Nagle's algorithm would only add
+    /// latency. On one port the socket is shared before anyone knows its protocol, so this
+    /// replaces the `tcp_nodelay` of both `ws::Config` and `grpc::Config`.
+    #[must_use]
+    pub fn tcp_nodelay(mut self, enabled: bool) -> Self {
+        self.tcp_nodelay = enabled;
+        self
+    }
+
+    /// Serves everything over TLS: `https://`, `wss://` and gRPC over TLS. ALPN: `h2` and
+    /// `http/1.1` unless the configuration offers protocols of its own (browsers open WebSockets
+    /// over HTTP/1.1). The handshake must finish within the WebSocket
+    /// [`handshake_timeout`](ws::Config::handshake_timeout).
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        let config = if config.alpn_protocols.is_empty() {
-            let mut config = (*config).clone();
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            Arc::new(config)
-        } else {
-            config
-        };
-        self.tls = Some(config);
+    pub fn tls(mut self, tls: impl Into<crate::net::TlsConfig>) -> Self {
+        self.tls = Some(tls.into());
         self
-    }
-
-    /// The set the WebSocket connections are counted in, to watch their number.
-    pub fn connections(&self) -> &Connections {
-        &self.connections
-    }
-
-    /// Binds a listener to `addr` (`"127.0.0.1:0"` picks a free port).
-    pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server<H>> {
-        self.from_listener(TcpListener::bind(addr).await?)
-    }
-
-    /// Serves on an already bound listener.
-    pub fn from_listener(self, listener: TcpListener) -> Result<Server<H>> {
-        let local_addr = listener.local_addr()?;
-        Ok(Server {
-            listener,
-            local_addr,
-            app: self,
-        })
-    }
-}
-
-/// An [`App`] bound to its listener, ready to serve.
-#[derive(Debug)]
-pub struct Server<H = NoWebSocket> {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    app: App<H>,
-}
-
-impl<H: Handler> Server<H> {
-    /// The address the listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
     }
 
     /// The set the WebSocket connections are counted in, to watch their number.
     pub fn connections(&self) -> Connections {
-        self.app.connections.clone()
+        self.connections.clone()
     }
 
-    /// Serves until the process is stopped.
-    pub async fn serve(self) -> Result<()> {
-        self.serve_with_shutdown(std::future::pending()).await
-    }
-
-    /// Serves until `signal` completes, then shuts down gracefully:
+    /// Serves `listener` until `signal` completes, then shuts down gracefully:
     ///
     /// 1. gRPC health reports NOT_SERVING (load balancers watching it move traffic away);
     /// 2. the listener closes, so new connections are refused;
@@ -241,65 +217,42 @@ impl<H: Handler> Server<H> {
     ///    after its current request, and their calls in flight get up to
     ///    `grpc::Config::drain_timeout` to finish (both waits run at once);
     /// 4. whatever is left is closed.
-    pub async fn serve_with_shutdown<F>(self, signal: F) -> Result<()>
+    pub async fn serve<L, F>(self, listener: L, signal: F) -> Result<()>
     where
+        L: Listener,
         F: Future<Output = ()> + Send,
     {
-        let Server {
-            listener,
-            local_addr,
-            app,
-        } = self;
-        let grpc_config = app
+        let grpc_config = self
             .grpc
             .as_ref()
             .map(|parts| parts.config.clone())
             .unwrap_or_default();
-        let health = app.grpc.as_ref().map(|parts| parts.health.clone());
-        #[cfg(feature = "tls")]
-        let tls = app.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-        #[cfg(not(feature = "tls"))]
-        let tls: Option<Tls> = None;
-        let config = Arc::new(app.config.clone());
-        let ws_shutdown_timeout = app.ws_config.shutdown_timeout;
-        let connections = app.connections.clone();
-        let builder = Arc::new(http_builder(&app.ws_config, &grpc_config, &config));
-        let routes = Arc::new(Routing::new(app));
+        let health = self.grpc.as_ref().map(|parts| parts.health.clone());
+        let options = AcceptOptions {
+            nodelay: self.tcp_nodelay,
+            #[cfg(feature = "tls")]
+            tls: self
+                .tls
+                .as_ref()
+                .map(|tls| tls.acceptor(&[crate::net::tls::H2, crate::net::tls::HTTP_1_1])),
+            #[cfg(not(feature = "tls"))]
+            tls: None,
+            tls_handshake_timeout: self.ws_config.handshake_timeout,
+        };
+        let ws_shutdown_timeout = self.ws_config.shutdown_timeout;
+        let connections = self.connections.clone();
+        let connector = Arc::new(HttpConnector {
+            builder: http_builder(&self.ws_config, &grpc_config, self.request_head_timeout),
+            request_head_timeout: self.request_head_timeout,
+            routes: Arc::new(Routing::new(self)),
+        });
 
-        let (drain, draining) = watch::channel(false);
+        let shutdown = Shutdown::new();
         let mut tasks = JoinSet::new();
-        let mut signal = pin!(signal);
-        tracing::info!(address = %local_addr, tls = tls.is_some(), "one-port server listening");
-        loop {
-            tokio::select! {
-                () = &mut signal => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::trace!(%peer, "connection accepted");
-                        if config.tcp_nodelay && let Err(error) = stream.set_nodelay(true) {
-                            tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
-                        }
-                        tasks.spawn(connection(
-                            stream,
-                            routes.clone(),
-                            builder.clone(),
-                            config.clone(),
-                            tls.clone(),
-                            draining.clone(),
-                        ));
-                    }
-                    Err(error) if is_connection_error(&error) => {
-                        tracing::debug!(%error, "accept failed for one connection");
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed, backing off");
-                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    }
-                },
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
-        }
-
+        let listener = accept_until(
+            listener, &connector, &options, signal, &shutdown, &mut tasks,
+        )
+        .await;
         tracing::info!(
             connections = tasks.len(),
             websockets = connections.count(),
@@ -309,23 +262,9 @@ impl<H: Handler> Server<H> {
             health.set_not_serving().await;
         }
         drop(listener);
-        let _ = drain.send(true);
-        let http = async {
-            let drained = tokio::time::timeout(grpc_config.drain_timeout, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
-            if drained.is_err() {
-                tracing::warn!(
-                    connections = tasks.len(),
-                    deadline = ?grpc_config.drain_timeout,
-                    "drain deadline passed, closing the remaining connections"
-                );
-                tasks.shutdown().await;
-            }
-        };
+        let http = drain(&mut tasks, grpc_config.drain_timeout, "one-port server");
         let websockets = connections.shutdown(ws_shutdown_timeout);
-        let ((), _) = tokio::join!(http, websockets);
+        let _ = tokio::join!(http, websockets);
         tracing::info!("one-port server stopped");
         Ok(())
     }
@@ -335,71 +274,59 @@ impl<H: Handler> Server<H> {
 fn http_builder(
     ws_config: &ws::Config,
     grpc_config: &crate::grpc::Config,
-    config: &Config,
+    request_head_timeout: Duration,
 ) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         // Slowloris: a request head must arrive whole within the timeout.
-        .header_read_timeout(config.request_head_timeout)
+        .header_read_timeout(request_head_timeout)
         // hyper refuses smaller buffers; a head over the limit gets 431, as on `ws::Server`.
         .max_buf_size(ws_config.max_request_head_size.max(8192));
     configure_http2!(builder.http2(), grpc_config);
     builder
 }
 
-/// The TLS acceptor, when serving TLS.
-#[cfg(feature = "tls")]
-type Tls = tokio_rustls::TlsAcceptor;
-/// Without the `tls` feature there is no acceptor: an uninhabited stand-in.
-#[cfg(not(feature = "tls"))]
-#[derive(Clone)]
-enum Tls {}
-
-/// One accepted socket: TLS (if configured), then HTTP until the connection ends or the drain
-/// closes it.
-async fn connection<H: Handler>(
-    stream: TcpStream,
+/// The one-port side of the accept loop: HTTP/1.1 or HTTP/2 on every connection.
+struct HttpConnector<H> {
+    builder: auto::Builder<TokioExecutor>,
+    request_head_timeout: Duration,
     routes: Arc<Routing<H>>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    config: Arc<Config>,
-    tls: Option<Tls>,
-    draining: watch::Receiver<bool>,
-) {
-    let info = stream.connect_info();
-    let dispatch = Dispatch {
-        routes,
-        info,
-        seen_request: Arc::new(AtomicBool::new(false)),
-    };
-    match tls {
-        None => serve_http(stream, dispatch, &builder, &config, draining).await,
-        #[cfg(feature = "tls")]
-        Some(acceptor) => {
-            let mut draining = draining;
-            let peer = dispatch.info.remote_addr();
-            let handshake =
-                tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(stream));
-            let stream = tokio::select! {
-                result = handshake => match result {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(?peer, %error, "tls handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(?peer, "tls handshake timed out");
-                        return;
-                    }
-                },
-                // A connection still shaking hands has no call in flight: drop it at once.
-                () = drain_started(&mut draining) => return,
-            };
-            serve_http(stream, dispatch, &builder, &config, draining).await;
-        }
-        #[cfg(not(feature = "tls"))]
-        Some(never) => match never {},
+}
+
+impl<H: Handler> Connector for HttpConnector<H> {
+    type Ticket = ();
+
+    fn admit(&self, _peer: Option<SocketAddr>) -> Option<()> {
+        Some(())
+    }
+
+    async fn serve<Io>(
+        self: Arc<Self>,
+        io: Io,
+        peer: Option<SocketAddr>,
+        (): (),
+        shutdown: Shutdown,
+    ) where
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let dispatch = Dispatch {
+            routes: self.routes.clone(),
+            info: TcpConnectInfo {
+                local_addr: None,
+                remote_addr: peer,
+            },
+            seen_request: Arc::new(AtomicBool::new(false)),
+        };
+        serve_http(
+            io,
+            dispatch,
+            &self.builder,
+            self.request_head_timeout,
+            shutdown,
+        )
+        .await;
     }
 }
 
@@ -408,8 +335,8 @@ async fn serve_http<IO, H>(
     io: IO,
     dispatch: Dispatch<H>,
     builder: &auto::Builder<TokioExecutor>,
-    config: &Config,
-    mut draining: watch::Receiver<bool>,
+    request_head_timeout: Duration,
+    shutdown: Shutdown,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
@@ -419,8 +346,9 @@ async fn serve_http<IO, H>(
     let mut connection = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), dispatch));
     // hyper's header read timeout starts only once the HTTP version is known, so a socket that
     // sends nothing at all needs this first deadline of its own.
-    let mut first_request = pin!(tokio::time::sleep(config.request_head_timeout));
+    let mut first_request = pin!(tokio::time::sleep(request_head_timeout));
     let mut first_request_due = true;
+    let mut draining = pin!(shutdown.triggered());
     let mut drain_sent = false;
     loop {
         tokio::select! {
@@ -437,7 +365,7 @@ async fn serve_http<IO, H>(
                     return;
                 }
             }
-            () = drain_started(&mut draining), if !drain_sent => {
+            () = &mut draining, if !drain_sent => {
                 drain_sent = true;
                 connection.as_mut().graceful_shutdown();
             }
@@ -467,11 +395,7 @@ impl<H: Handler> Routing<H> {
             (None, _) => None,
         };
         Routing {
-            websocket: Endpoint {
-                handler: Arc::new(app.handler),
-                config: Arc::new(app.ws_config),
-                connections: app.connections,
-            },
+            websocket: Endpoint::new(app.handler, app.ws_config, app.connections),
             grpc,
             grpc_web,
             assets: app.assets,

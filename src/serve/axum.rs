@@ -54,45 +54,39 @@ use crate::ws::{Config, Connections, Handler};
 /// An axum endpoint for a wsgrpc [`Handler`], with its limits and connection set.
 #[derive(Debug)]
 pub struct WebSocket<H> {
-    endpoint: Endpoint<H>,
+    handler: H,
+    config: Config,
+    connections: Connections,
 }
 
 impl<H: Handler> WebSocket<H> {
     /// `handler` with the default [`Config`] and a connection set of its own.
     pub fn new(handler: H) -> Self {
         WebSocket {
-            endpoint: Endpoint::new(handler, Config::default(), Connections::new()),
+            handler,
+            config: Config::default(),
+            connections: Connections::new(),
         }
     }
 
     /// Replaces the limits and timeouts.
     #[must_use]
-    pub fn config(self, config: Config) -> Self {
-        let Endpoint {
-            handler,
-            connections,
-            ..
-        } = self.endpoint;
-        WebSocket {
-            endpoint: Endpoint {
-                handler,
-                config: config.into(),
-                connections,
-            },
-        }
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
     }
 
     /// Counts the connections in `connections` (shared with other endpoints, say, so that one
     /// `max_connections` and one shutdown cover them all).
     #[must_use]
     pub fn with_connections(mut self, connections: Connections) -> Self {
-        self.endpoint.connections = connections;
+        self.connections = connections;
         self
     }
 
     /// The set this endpoint's connections are counted in, for the shutdown.
     pub fn connections(&self) -> &Connections {
-        &self.endpoint.connections
+        &self.connections
     }
 
     /// The axum route: any method (a non-GET request gets `405` from the upgrade validation).
@@ -100,7 +94,7 @@ impl<H: Handler> WebSocket<H> {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let endpoint = self.endpoint;
+        let endpoint = Endpoint::new(self.handler, self.config, self.connections);
         axum::routing::any(move |request: Request| {
             let endpoint = endpoint.clone();
             async move {

@@ -10,15 +10,15 @@
 //!     let echo = handler_fn(|session: SessionHandle, message: Message| async move {
 //!         session.send(message).await
 //!     });
-//!     let server = App::new()
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     println!("listening on http://{}", listener.local_addr()?);
+//!     App::new()
 //!         .websocket(Router::new().route("/ws", echo))   // other paths: 404
 //!         .grpc(GrpcServer::new().into_parts().await?)    // Greeter, health, reflection
 //!         .grpc_web(Cors::default())                      // browsers, same origin only
 //!         .assets(Assets::new().file("/", "text/html; charset=utf-8", "<!doctype html>hi"))
-//!         .bind("127.0.0.1:8080")
-//!         .await?;
-//!     println!("listening on http://{}", server.local_addr());
-//!     server.serve_with_shutdown(wsgrpc::shutdown_signal()).await
+//!         .serve(listener, wsgrpc::shutdown_signal())
+//!         .await
 //! }
 //! ```
 //!
@@ -39,8 +39,10 @@
 //! [`grpc::Config`](crate::grpc::Config) the HTTP/2 keepalive, `max_concurrent_streams`, window
 //! sizes, message limits, deadline, concurrency limit and drain deadline (tonic's own `Server`
 //! settings do not carry over to a hyper server by themselves; the HTTP/2 ones are applied by the
-//! same code as in gRPC's accept loop). The listener's own settings ([`Config`]) add an HTTP/1.1
-//! request head timeout against slowloris clients and `TCP_NODELAY`.
+//! same code as in gRPC's accept loop). The listener's own settings
+//! ([`App::request_head_timeout`], [`App::tcp_nodelay`]) add an HTTP/1.1 request head timeout
+//! against slowloris clients and `TCP_NODELAY`; accepting, TLS and draining are the crate's
+//! serving core ([`crate::net`]).
 //!
 //! With the `tls` feature, [`App::tls`] serves `https://`, `wss://` and gRPC over TLS on the same
 //! port (ALPN `h2` and `http/1.1`). Apps already written with axum mount a handler with
@@ -49,11 +51,9 @@
 mod app;
 mod assets;
 pub mod axum;
-mod config;
 mod cors;
 mod websocket;
 
-pub use app::{App, NoWebSocket, Server};
+pub use app::{App, DEFAULT_REQUEST_HEAD_TIMEOUT, NoWebSocket};
 pub use assets::Assets;
-pub use config::Config;
 pub use cors::Cors;

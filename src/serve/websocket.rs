@@ -16,39 +16,34 @@
 //! # }
 //! ```
 //!
-//! Everything the crate's own [`Server`](crate::ws::Server) enforces before the `101` applies
-//! here too: `max_connections` (`503` with `Retry-After`, counted from the request so that
-//! connections still in `on_upgrade` count), the handshake timeout around `on_upgrade` and the
-//! hand-over, a panicking `on_upgrade` answered with `500`, and the handler's refusals as HTTP
-//! responses. After the `101` the connection runs in its own task, counted in a
-//! [`Connections`] set, so the server's shutdown closes it with 1001.
+//! The decisions are the crate's one upgrade path (`ws::accept`), exactly as on
+//! [`ws::Server`](crate::ws::Server): `max_connections` (`503` with `Retry-After`, counted from
+//! the request so that connections still in `on_upgrade` count), validation and the origin policy,
+//! the handshake timeout around `on_upgrade` and the hand-over, a panicking `on_upgrade` answered
+//! with `500`, and the handler's refusals as HTTP responses. After the `101` the connection runs
+//! in its own task, counted in a [`Connections`] set, so the server's shutdown closes it with 1001.
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::FutureExt;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, header};
 use hyper_util::rt::TokioIo;
 
-use super::assets::plain;
-use crate::ws::{Config, Connections, Handler, Rejection, Upgrade, serve_connection_with};
+use crate::ws::accept::Acceptor;
+use crate::ws::{Config, Connections, Handler};
 
-/// A WebSocket handler with its limits and the set its connections are counted in.
+/// A WebSocket handler with its limits and the set its connections are counted in: the crate's
+/// one upgrade path ([`Acceptor`]) on hyper's side.
 #[derive(Debug)]
 pub(crate) struct Endpoint<H> {
-    pub(crate) handler: Arc<H>,
-    pub(crate) config: Arc<Config>,
-    pub(crate) connections: Connections,
+    acceptor: Arc<Acceptor<H>>,
 }
 
 impl<H> Clone for Endpoint<H> {
     fn clone(&self) -> Self {
         Endpoint {
-            handler: self.handler.clone(),
-            config: self.config.clone(),
-            connections: self.connections.clone(),
+            acceptor: self.acceptor.clone(),
         }
     }
 }
@@ -56,9 +51,7 @@ impl<H> Clone for Endpoint<H> {
 impl<H: Handler> Endpoint<H> {
     pub(crate) fn new(handler: H, config: Config, connections: Connections) -> Self {
         Endpoint {
-            handler: Arc::new(handler),
-            config: Arc::new(config),
-            connections,
+            acceptor: Arc::new(Acceptor::new(handler, config, connections)),
         }
     }
 
@@ -69,56 +62,29 @@ impl<H: Handler> Endpoint<H> {
         mut request: Request<B>,
         peer: Option<SocketAddr>,
     ) -> Response<Bytes> {
-        let config = &self.config;
-        if self.connections.is_closing() {
-            return unavailable("server shutting down\n");
-        }
-        if self.connections.count() >= config.max_connections {
-            tracing::debug!(?peer, "websocket connection limit reached; answering 503");
-            return unavailable("server at connection capacity\n");
-        }
-        // Counted from here: a limit must see connections still in `on_upgrade`.
-        let guard = self.connections.open();
-        let on_upgrade = hyper::upgrade::on(&mut request);
-        let (parts, _body) = request.into_parts();
-        let mut upgrade = match Upgrade::from_request(Request::from_parts(parts, ()), peer) {
-            Ok(upgrade) => upgrade,
+        let acceptor = &self.acceptor;
+        let guard = match acceptor.admit() {
+            Ok(guard) => guard,
             Err(rejection) => return rejection.into_response(),
         };
-        let deadline = tokio::time::Instant::now() + config.handshake_timeout;
-        let decided = AssertUnwindSafe(self.handler.on_upgrade(&mut upgrade)).catch_unwind();
-        match tokio::time::timeout_at(deadline, decided).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(rejection))) => {
-                tracing::debug!(?peer, status = %rejection.status(), "websocket upgrade refused");
-                return rejection.into_response();
-            }
-            Ok(Err(_)) => {
-                tracing::error!(?peer, "on_upgrade panicked; answering 500");
-                return Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-                    .into_response();
-            }
-            Err(_) => {
-                tracing::debug!(
-                    ?peer,
-                    "on_upgrade passed the handshake timeout; answering 503"
-                );
-                return unavailable("websocket handshake timed out\n");
-            }
-        }
-        let response = upgrade.response();
-        let endpoint = self.clone();
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        let (parts, _body) = request.into_parts();
+        let deadline = tokio::time::Instant::now() + acceptor.config().handshake_timeout;
+        let accepted = match acceptor
+            .decide(Request::from_parts(parts, ()), peer, guard, deadline)
+            .await
+        {
+            Ok(accepted) => accepted,
+            Err(rejection) => return rejection.into_response(),
+        };
+        let response = accepted.response();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match tokio::time::timeout_at(deadline, on_upgrade).await {
                 Ok(Ok(upgraded)) => {
-                    serve_connection_with(
-                        TokioIo::new(upgraded),
-                        upgrade,
-                        &*endpoint.handler,
-                        &endpoint.config,
-                        guard,
-                    )
-                    .await;
+                    acceptor
+                        .run(TokioIo::new(upgraded), accepted, Vec::new())
+                        .await;
                 }
                 Ok(Err(error)) => tracing::debug!(?peer, %error, "websocket upgrade failed"),
                 Err(_) => tracing::debug!(?peer, "websocket upgrade timed out"),
@@ -126,15 +92,6 @@ impl<H: Handler> Endpoint<H> {
         });
         response.map(|()| Bytes::new())
     }
-}
-
-/// `503` with `Retry-After`, as the crate's own server answers at capacity.
-fn unavailable(body: &'static str) -> Response<Bytes> {
-    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, body);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 /// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`, any case).

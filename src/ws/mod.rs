@@ -19,7 +19,8 @@
 //! }
 //!
 //! # async fn example() -> wsgrpc::Result<()> {
-//! Server::bind("127.0.0.1:9001").await?.serve(Counter).await
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! Server::new(Counter).serve(listener, wsgrpc::shutdown_signal()).await
 //! # }
 //! ```
 //!
@@ -56,6 +57,7 @@
 //! | a message that is not valid JSON, under `InvalidMessage::Close` | 1007 |
 //! | a hook over its [`TimeoutLayer`](layer::TimeoutLayer) deadline | 1011 |
 
+pub(crate) mod accept;
 mod config;
 pub(crate) mod connection;
 mod connections;
@@ -84,7 +86,7 @@ pub use hub::{Delivery, Hub, SlowConsumer};
 pub use layer::{HandlerBuilder, Identity, Layer, Stack};
 pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
 pub use router::{PathParams, Router};
-pub use server::{Server, ServerHandle};
+pub use server::Server;
 pub use session::{ConnectionId, Session, SessionHandle};
 pub use typed::{InvalidMessage, Json, JsonLayer, TypedHandler, TypedSession, to_message};
 pub use upgrade::{Rejection, Upgrade};

@@ -1,309 +1,230 @@
-//! The accept loop: TCP connections in, one task per WebSocket connection, graceful shutdown.
+//! The WebSocket server: a handler, its [`Config`] and optional TLS, served on any
+//! [`Listener`](crate::net::Listener) until a shutdown future completes.
 //!
 //! ```no_run
 //! use wsgrpc::ws::{handler_fn, Message, Server, SessionHandle};
 //!
 //! # async fn example() -> wsgrpc::Result<()> {
-//! let server = Server::bind("127.0.0.1:9001").await?;
-//! println!("listening on ws://{}", server.local_addr());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! println!("listening on ws://{}", listener.local_addr()?);
 //! let echo = handler_fn(|session: SessionHandle, message: Message| async move {
 //!     session.send(message).await
 //! });
-//! server.serve_with_shutdown(echo, wsgrpc::shutdown_signal()).await
+//! Server::new(echo).serve(listener, wsgrpc::shutdown_signal()).await
 //! # }
 //! ```
 //!
-//! Shutdown happens in order: stop accepting, send close 1001 to every open connection, wait up to
-//! [`Config::shutdown_timeout`] for their close handshakes (and `on_close` hooks), then drop what is
-//! left. A [`ServerHandle`] reads the live connection count and can trigger the same shutdown from
-//! anywhere.
+//! The server reads each HTTP/1.1 request head itself (bounded by
+//! [`Config::max_request_head_size`]) and hands it to the crate's one upgrade path, so `on_upgrade`
+//! can be async and refuse with any status. Shutdown happens in order: stop accepting, send close
+//! 1001 to every open connection, wait up to [`Config::shutdown_timeout`] for their close
+//! handshakes (and `on_close` hooks), then drop what is left.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
-use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::FutureExt;
-use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::ws::connection::serve_registered;
-use crate::ws::connections::{ConnectionGuard, Connections};
+use crate::net::serve::{AcceptOptions, Connector, accept_until, drain};
+use crate::net::{Listener, Shutdown};
+use crate::ws::accept::{Accepted, Acceptor};
+use crate::ws::connections::ConnectionGuard;
 use crate::ws::handshake::{HeadError, read_request, write_rejection, write_response};
-use crate::ws::{Config, Handler, Rejection, Upgrade};
+use crate::ws::{Config, Connections, Handler};
 
 /// Refusals (503 at capacity, and the handshake errors of those) answered at once; sockets beyond
 /// this are closed without an answer, so a flood cannot turn refusals into unbounded tasks.
 const MAX_CONCURRENT_REFUSALS: usize = 128;
 
-/// A WebSocket server bound to a TCP listener.
-pub struct Server {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+/// A WebSocket server: a handler with its limits, ready to serve on a listener.
+#[derive(Debug)]
+pub struct Server<H> {
+    handler: H,
     config: Config,
-    tls: Option<Tls>,
-    shared: Arc<Shared>,
+    connections: Connections,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::net::TlsConfig>,
 }
 
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
-            .field("config", &self.config)
-            .field("tls", &self.tls.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Server {
-    /// Binds a listener to `addr` (`"127.0.0.1:0"` picks a free port; read it back with
-    /// [`local_addr`](Self::local_addr)).
-    pub async fn bind(addr: impl ToSocketAddrs) -> Result<Self> {
-        Server::from_listener(TcpListener::bind(addr).await?)
-    }
-
-    /// Serves on an already bound listener.
-    pub fn from_listener(listener: TcpListener) -> Result<Self> {
-        let local_addr = listener.local_addr()?;
-        Ok(Server {
-            listener,
-            local_addr,
+impl<H: Handler> Server<H> {
+    /// A server running `handler` on every connection, with the default [`Config`].
+    pub fn new(handler: H) -> Self {
+        Server {
+            handler,
             config: Config::default(),
+            connections: Connections::new(),
+            #[cfg(feature = "tls")]
             tls: None,
-            shared: Arc::new(Shared::new()),
-        })
+        }
     }
 
     /// Replaces the connection limits and timeouts.
     #[must_use]
-    pub fn with_config(mut self, config: Config) -> Self {
+    pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
     /// Serves `wss://`: every accepted connection does a TLS handshake (within
-    /// [`Config::handshake_timeout`]) before the upgrade.
+    /// [`Config::handshake_timeout`]) before the upgrade. ALPN: `http/1.1` unless the
+    /// configuration offers protocols of its own.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
-    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
+    pub fn tls(mut self, tls: impl Into<crate::net::TlsConfig>) -> Self {
+        self.tls = Some(tls.into());
         self
     }
 
-    /// The address the listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// The set the server's connections are counted in: read or watch the live count (from
+    /// accept until a connection's task has ended).
+    pub fn connections(&self) -> Connections {
+        self.connections.clone()
     }
 
-    /// A handle to observe and stop the server once it is serving.
-    pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            shared: self.shared.clone(),
-            local_addr: self.local_addr,
-        }
-    }
-
-    /// Serves `handler` until [`ServerHandle::shutdown`] is called.
-    pub async fn serve<H: Handler>(self, handler: H) -> Result<()> {
-        self.serve_with_shutdown(handler, std::future::pending())
-            .await
-    }
-
-    /// Serves `handler` until `signal` completes (or [`ServerHandle::shutdown`] is called), then
-    /// shuts down gracefully: stop accepting, send close 1001 to every open connection, wait up to
-    /// [`Config::shutdown_timeout`] for their close handshakes and `on_close` hooks, then drop what
-    /// is left (those connections' `on_close` does not run). Keep `shutdown_timeout` above
-    /// [`Config::close_timeout`] so a slow peer cannot cut the others' handshakes short.
-    pub async fn serve_with_shutdown<H, F>(self, handler: H, signal: F) -> Result<()>
+    /// Serves `listener` until `shutdown` completes, then shuts down gracefully: stop accepting,
+    /// send close 1001 to every open connection, wait up to [`Config::shutdown_timeout`] for their
+    /// close handshakes and `on_close` hooks, then drop what is left (those connections'
+    /// `on_close` does not run). Keep `shutdown_timeout` above [`Config::close_timeout`] so a slow
+    /// peer cannot cut the others' handshakes short. Pass [`std::future::pending()`] to serve
+    /// until the task is dropped.
+    ///
+    /// Errors of single connections (resets, bad requests, failed TLS handshakes) are logged, not
+    /// returned.
+    pub async fn serve<L, F>(self, listener: L, shutdown: F) -> Result<()>
     where
-        H: Handler,
+        L: Listener,
         F: Future<Output = ()> + Send,
     {
         let Server {
-            listener,
-            local_addr,
+            handler,
             config,
+            connections,
+            #[cfg(feature = "tls")]
             tls,
-            shared,
         } = self;
-        let handler = Arc::new(handler);
-        let config = Arc::new(config);
-        let refusals = Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS));
+        let options = AcceptOptions {
+            nodelay: config.tcp_nodelay,
+            #[cfg(feature = "tls")]
+            tls: tls.map(|tls| tls.acceptor(&[crate::net::tls::HTTP_1_1])),
+            #[cfg(not(feature = "tls"))]
+            tls: None,
+            tls_handshake_timeout: config.handshake_timeout,
+        };
+        let shutdown_timeout = config.shutdown_timeout;
+        let connector = Arc::new(WebSocketConnector {
+            acceptor: Acceptor::new(handler, config, connections.clone()),
+            refusals: Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS)),
+        });
         let mut tasks = JoinSet::new();
-        let mut signal = pin!(signal);
-        let mut trigger = shared.shutdown.subscribe();
-        tracing::info!(%local_addr, "websocket server listening");
-
-        loop {
-            tokio::select! {
-                () = &mut signal => break,
-                () = stop_requested(&mut trigger) => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        if shared.live_connections() >= config.max_connections {
-                            refuse_at_capacity(stream, &config, &refusals, &mut tasks);
-                        } else {
-                            let guard = shared.connections.open();
-                            tasks.spawn(connection(stream, peer, handler.clone(), config.clone(), tls.clone(), guard));
-                        }
-                    }
-                    Err(error) => accept_failed(error).await,
-                },
-            }
-        }
-
-        drop(listener);
-        let signalled = shared.connections.close_all();
-        tracing::info!(connections = signalled, "websocket server shutting down");
-        let drained = tokio::time::timeout(config.shutdown_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
+        let listener = accept_until(
+            listener,
+            &connector,
+            &options,
+            shutdown,
+            &Shutdown::new(),
+            &mut tasks,
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = tasks.len(),
-                "shutdown timeout passed; dropping remaining connections"
-            );
-            tasks.shutdown().await;
-        }
+        drop(listener);
+        let signalled = connections.close_all();
+        tracing::info!(connections = signalled, "websocket server shutting down");
+        drain(&mut tasks, shutdown_timeout, "websocket server").await;
         Ok(())
     }
 }
 
-/// Observes and controls a running [`Server`]. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-    local_addr: SocketAddr,
+/// The WebSocket side of the accept loop.
+struct WebSocketConnector<H> {
+    acceptor: Acceptor<H>,
+    refusals: Arc<Semaphore>,
 }
 
-impl ServerHandle {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Connections currently served (from accept until their task has fully ended).
-    pub fn connections(&self) -> usize {
-        self.shared.live_connections()
-    }
-
-    /// A receiver that sees every change of the connection count, to wait for a given count
-    /// without polling.
-    pub fn watch_connections(&self) -> watch::Receiver<usize> {
-        self.shared.connections.watch()
-    }
-
-    /// Starts a graceful shutdown, as if the server's shutdown signal had completed.
-    pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
-    }
+/// Decided at accept time: a counted connection, or a refusal with its permit.
+enum Admission {
+    Counted(ConnectionGuard),
+    Refused(OwnedSemaphorePermit, crate::ws::Rejection),
 }
 
-/// State shared by the accept loop, the connection tasks and the handles.
-#[derive(Debug)]
-struct Shared {
-    connections: Connections,
-    shutdown: watch::Sender<bool>,
-}
+impl<H: Handler> Connector for WebSocketConnector<H> {
+    type Ticket = Admission;
 
-impl Shared {
-    fn new() -> Self {
-        Shared {
-            connections: Connections::new(),
-            shutdown: watch::Sender::new(false),
-        }
-    }
-
-    fn live_connections(&self) -> usize {
-        self.connections.count()
-    }
-}
-
-/// One accepted socket: TLS (if configured) and the upgrade under the handshake timeout, then the
-/// WebSocket connection.
-async fn connection<H: Handler>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    handler: Arc<H>,
-    config: Arc<Config>,
-    tls: Option<Tls>,
-    guard: ConnectionGuard,
-) {
-    if config.tcp_nodelay {
-        let _ = stream.set_nodelay(true);
-    }
-    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
-    match tls {
-        None => upgrade_and_run(stream, peer, &*handler, &config, deadline, guard).await,
-        #[cfg(feature = "tls")]
-        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => {
-                upgrade_and_run(stream, peer, &*handler, &config, deadline, guard).await
+    fn admit(&self, _peer: Option<SocketAddr>) -> Option<Admission> {
+        match self.acceptor.admit() {
+            Ok(guard) => Some(Admission::Counted(guard)),
+            Err(rejection) => {
+                // No permit: dropping the socket closes it without an answer.
+                let permit = self.refusals.clone().try_acquire_owned().ok()?;
+                Some(Admission::Refused(permit, rejection))
             }
-            Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
-            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-        },
-        #[cfg(not(feature = "tls"))]
-        Some(never) => match never {},
+        }
+    }
+
+    async fn serve<Io>(
+        self: Arc<Self>,
+        mut io: Io,
+        peer: Option<SocketAddr>,
+        admission: Admission,
+        _shutdown: Shutdown,
+    ) where
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let acceptor = &self.acceptor;
+        let config = acceptor.config();
+        let deadline = Instant::now() + config.handshake_timeout;
+        match admission {
+            Admission::Counted(guard) => {
+                // Boxed: it runs once, and its state (the request parser, `on_upgrade`)
+                // should not inflate every open connection's future.
+                let handshake = Box::pin(handshake(&mut io, peer, acceptor, guard, deadline));
+                match tokio::time::timeout_at(deadline, handshake).await {
+                    Ok(Some((accepted, read_ahead))) => {
+                        acceptor.run(io, accepted, read_ahead).await;
+                    }
+                    Ok(None) => {}
+                    Err(_) => tracing::debug!(?peer, "websocket handshake timed out"),
+                }
+            }
+            Admission::Refused(permit, rejection) => {
+                let _permit = permit;
+                let refuse = async {
+                    // Reading the head first matters: closing a socket with unread input
+                    // sends a reset, and the client would see that instead of the 503.
+                    if read_request(&mut io, config.max_request_head_size)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = write_rejection(&mut io, &rejection).await;
+                    }
+                };
+                let _ = tokio::time::timeout_at(deadline, refuse).await;
+            }
+        }
     }
 }
 
-async fn upgrade_and_run<S, H>(
-    mut stream: S,
-    peer: SocketAddr,
-    handler: &H,
-    config: &Config,
-    deadline: tokio::time::Instant,
-    mut guard: ConnectionGuard,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-    H: Handler,
-{
-    // Boxed for the same reason as the close sequence: it runs once, and its state (the request
-    // parser, `on_upgrade`) should not inflate every open connection's future.
-    let handshake = Box::pin(handshake(&mut stream, peer, handler, config));
-    let (upgrade, read_ahead) = match tokio::time::timeout_at(deadline, handshake).await {
-        Ok(Some(accepted)) => accepted,
-        Ok(None) => return,
-        Err(_) => {
-            tracing::debug!(%peer, "websocket handshake timed out");
-            return;
-        }
-    };
-    serve_registered(stream, upgrade, read_ahead, handler, config, &mut guard).await;
-}
-
-/// The TLS acceptor of a server, when it has one.
-#[cfg(feature = "tls")]
-type Tls = tokio_rustls::TlsAcceptor;
-/// Without the `tls` feature a server has no acceptor: an uninhabited stand-in.
-#[cfg(not(feature = "tls"))]
-#[derive(Clone)]
-enum Tls {}
-
-/// Reads the upgrade request, lets the handler accept or refuse it, and answers.
+/// Reads the upgrade request, lets the acceptor decide, and answers.
 async fn handshake<S, H>(
     stream: &mut S,
-    peer: SocketAddr,
-    handler: &H,
-    config: &Config,
-) -> Option<(Upgrade, Vec<u8>)>
+    peer: Option<SocketAddr>,
+    acceptor: &Acceptor<H>,
+    guard: ConnectionGuard,
+    deadline: Instant,
+) -> Option<(Accepted, Vec<u8>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
 {
-    let (request, read_ahead) = match read_request(stream, config.max_request_head_size).await {
+    let limit = acceptor.config().max_request_head_size;
+    let (request, read_ahead) = match read_request(stream, limit).await {
         Ok(head) => head,
         Err(HeadError::Io(error)) => {
-            tracing::debug!(%peer, %error, "connection ended before a complete upgrade request");
+            tracing::debug!(?peer, %error, "connection ended before a complete upgrade request");
             return None;
         }
         Err(HeadError::Reject(rejection)) => {
@@ -311,89 +232,16 @@ where
             return None;
         }
     };
-    let decided = match Upgrade::from_request(request, Some(peer)) {
-        Ok(mut upgrade) => match AssertUnwindSafe(handler.on_upgrade(&mut upgrade))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(())) => Ok(upgrade),
-            Ok(Err(rejection)) => Err(rejection),
-            Err(_) => {
-                tracing::error!(%peer, "on_upgrade panicked; answering 500");
-                Err(Rejection::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error\n",
-                ))
-            }
-        },
-        Err(rejection) => Err(rejection),
-    };
-    match decided {
-        Ok(upgrade) => match write_response(stream, &upgrade.response()).await {
-            Ok(()) => Some((upgrade, read_ahead)),
+    match acceptor.decide(request, peer, guard, deadline).await {
+        Ok(accepted) => match write_response(stream, &accepted.response()).await {
+            Ok(()) => Some((accepted, read_ahead)),
             Err(_) => None,
         },
         Err(rejection) => {
-            tracing::debug!(%peer, status = %rejection.status(), "websocket upgrade refused");
             let _ = write_rejection(stream, &rejection).await;
             None
         }
     }
-}
-
-/// Answers a connection over `max_connections` with 503 once its request head is in.
-fn refuse_at_capacity(
-    mut stream: TcpStream,
-    config: &Arc<Config>,
-    refusals: &Arc<Semaphore>,
-    tasks: &mut JoinSet<()>,
-) {
-    let Ok(permit) = refusals.clone().try_acquire_owned() else {
-        return; // dropping the stream closes it
-    };
-    let config = config.clone();
-    tasks.spawn(async move {
-        let _permit = permit;
-        let refuse = async {
-            // Reading the head first matters: closing a socket with unread input sends a reset,
-            // and the client would see that instead of the 503.
-            if read_request(&mut stream, config.max_request_head_size)
-                .await
-                .is_ok()
-            {
-                let rejection = Rejection::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server at connection capacity\n",
-                )
-                .with_header(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("1"),
-                );
-                let _ = write_rejection(&mut stream, &rejection).await;
-            }
-        };
-        let _ = tokio::time::timeout(config.handshake_timeout, refuse).await;
-    });
-}
-
-/// Completes once [`ServerHandle::shutdown`] was called (or every handle and the server are gone).
-async fn stop_requested(trigger: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it here rather than hold it in `select!`.
-    let _ = trigger.wait_for(|stop| *stop).await.map(drop);
-}
-
-/// Accept errors: per-connection ones are skipped; running out of file descriptors backs off
-/// briefly instead of spinning.
-async fn accept_failed(error: std::io::Error) {
-    use std::io::ErrorKind::*;
-    if matches!(
-        error.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
-    ) {
-        return;
-    }
-    tracing::warn!(%error, "accept failed; backing off");
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 #[cfg(test)]
@@ -404,10 +252,12 @@ mod tests {
 
     #[tokio::test]
     async fn serving_future_is_send_so_it_can_be_spawned() {
-        let server = Server::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         struct Nothing;
         impl Handler for Nothing {}
-        let serving = server.serve(Nothing);
+        let serving = Server::new(Nothing).serve(listener, std::future::pending());
         assert_send(&serving);
     }
 }

@@ -7,17 +7,56 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsgrpc::ws::{Config, Handler, Server, ServerHandle};
+use wsgrpc::Shutdown;
+use wsgrpc::ws::{Config, Connections, Handler, Server};
 
 /// Upper bound for any single wait in a test; generous because CI machines are shared.
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What a test holds of a running server: its live connections and its shutdown trigger.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub connections: Connections,
+    pub shutdown: Shutdown,
+}
+
+impl ServerHandle {
+    /// Starts the graceful shutdown.
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// Live connections.
+    pub fn connections(&self) -> usize {
+        self.connections.count()
+    }
+
+    /// Every change of the live connection count.
+    pub fn watch_connections(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.connections.watch()
+    }
+}
+
+/// Serves `handler` on `listener` in a task; the handle stops it.
+pub fn spawn_server<H: Handler>(
+    server: Server<H>,
+    listener: TcpListener,
+) -> (ServerHandle, JoinHandle<wsgrpc::Result<()>>) {
+    let handle = ServerHandle {
+        connections: server.connections(),
+        shutdown: Shutdown::new(),
+    };
+    let task = tokio::spawn(server.serve(listener, handle.shutdown.triggered()));
+    (handle, task)
+}
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -50,13 +89,9 @@ pub async fn start<H: Handler>(handler: H, config: Config) -> TestServer {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let server = Server::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .with_config(config);
-    let addr = server.local_addr();
-    let handle = server.handle();
-    let task = tokio::spawn(server.serve(handler));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound address");
+    let (handle, task) = spawn_server(Server::new(handler).config(config), listener);
     TestServer { addr, handle, task }
 }
 

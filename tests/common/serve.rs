@@ -34,11 +34,13 @@ impl TestApp {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let server = app.bind("127.0.0.1:0").await.expect("bind");
-        let addr = server.local_addr();
-        let connections = server.connections();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("bound address");
+        let connections = app.connections();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve_with_shutdown(async {
+        let task = tokio::spawn(app.serve(listener, async {
             let _ = signal.await;
         }));
         TestApp {
