@@ -13,6 +13,9 @@ struct Subject;
 
 impl Handler for Subject {
     async fn on_upgrade(&self, upgrade: &mut Upgrade) -> Result<(), Rejection> {
+        if upgrade.path() == "/panic" {
+            panic!("on_upgrade panicked on purpose");
+        }
         if upgrade.path() == "/private" {
             return Err(Rejection::new(StatusCode::FORBIDDEN, "private\n"));
         }
@@ -141,4 +144,18 @@ async fn expectations_fail_clearly() {
     })
     .await;
     assert!(message.contains("expected silence"), "{message}");
+}
+
+#[tokio::test]
+async fn a_panicking_on_upgrade_is_contained_and_answered_with_500_as_on_a_server() {
+    let refused = TestConnection::builder()
+        .path("/panic")
+        .open(Subject)
+        .await
+        .expect_err("a panic is a refusal, not a crashed test");
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    // The harness goes on serving other connections of the same handler type.
+    let mut connection = TestConnection::open(Subject).await.expect("accepted");
+    connection.send("still here").await;
+    connection.expect_text("still here").await;
 }
