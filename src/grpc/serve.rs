@@ -80,9 +80,10 @@ where
     .await;
     tracing::info!(connections = connections.len(), "grpc server shutting down");
     // NOT_SERVING first, so load balancers watching health move traffic away; then new
-    // connections are refused; the connections got their GOAWAY when `shutdown` was triggered.
+    // connections are refused; then every connection sends GOAWAY and finishes its calls.
     health.set_not_serving().await;
     drop(listener);
+    shutdown.trigger();
     drain(&mut connections, drain_timeout, "grpc server").await;
     tracing::info!("grpc server stopped");
     Ok(())

@@ -55,9 +55,11 @@ pub(crate) type Tls = super::tls::Acceptor;
 #[derive(Clone)]
 pub(crate) enum Tls {}
 
-/// Accepts connections from `listener` until `signal` completes, serving each in a task of
-/// `tasks`, then triggers `shutdown` and returns the listener, still open, so the caller decides
-/// when new connections start being refused (after health turned NOT_SERVING, say).
+/// Accepts connections from `listener` until `signal` completes (or `shutdown` is triggered
+/// elsewhere), serving each in a task of `tasks`. Returns the listener, still open, and leaves
+/// the rest of the shutdown to the caller, in its own order: health to NOT_SERVING first, say,
+/// then closing the listener, then [`Shutdown::trigger`] so connections wind down, then
+/// [`drain`].
 pub(crate) async fn accept_until<L, C>(
     mut listener: L,
     connector: &Arc<C>,
@@ -106,7 +108,6 @@ where
             },
         }
     }
-    shutdown.trigger();
     listener
 }
 

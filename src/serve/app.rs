@@ -262,6 +262,7 @@ impl<H: Handler> App<H> {
             health.set_not_serving().await;
         }
         drop(listener);
+        shutdown.trigger();
         let http = drain(&mut tasks, grpc_config.drain_timeout, "one-port server");
         let websockets = connections.shutdown(ws_shutdown_timeout);
         let _ = tokio::join!(http, websockets);

@@ -122,16 +122,12 @@ impl<H: Handler> Server<H> {
             refusals: Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS)),
         });
         let mut tasks = JoinSet::new();
-        let listener = accept_until(
-            listener,
-            &connector,
-            &options,
-            shutdown,
-            &Shutdown::new(),
-            &mut tasks,
-        )
-        .await;
+        let stop = Shutdown::new();
+        let listener =
+            accept_until(listener, &connector, &options, shutdown, &stop, &mut tasks).await;
         drop(listener);
+        // Handshakes still in progress are dropped; open connections get 1001 below.
+        stop.trigger();
         let signalled = connections.close_all();
         tracing::info!(connections = signalled, "websocket server shutting down");
         drain(&mut tasks, shutdown_timeout, "websocket server").await;
