@@ -67,6 +67,7 @@ mod hub;
 mod io;
 pub mod layer;
 pub(crate) mod message;
+mod query;
 pub(crate) mod queue;
 mod router;
 mod server;
