@@ -39,8 +39,10 @@ pub enum Error {
     },
 
     /// A message was larger than the configured limit
-    /// ([`Config::max_message_size`](crate::ws::Config::max_message_size)); the connection was
-    /// closed with 1009. Seen by `on_close` and by clients.
+    /// ([`Config::max_message_size`](crate::ws::Config::max_message_size)): the peer is sent close
+    /// 1009 `message too big` and `on_close` sees 1009; this error, with both sizes, is in the
+    /// connection's trace event. Handlers may return it for limits of their own (1009 too; gRPC
+    /// `RESOURCE_EXHAUSTED`).
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     MessageTooLarge {
         /// Size of the offending message in bytes.
@@ -164,5 +166,38 @@ impl From<tungstenite::Error> for Error {
             }
             other => Error::WebSocket(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversize_message_keeps_both_sizes_and_closes_with_1009() {
+        let error = Error::from(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong {
+                size: 70_000,
+                max_size: 65_536,
+            },
+        ));
+        assert!(matches!(
+            error,
+            Error::MessageTooLarge {
+                size: 70_000,
+                limit: 65_536
+            }
+        ));
+        assert_eq!(error.close_code(), CloseCode::Size);
+        assert_eq!(
+            error.to_string(),
+            "message of 70000 bytes exceeds the limit of 65536 bytes"
+        );
+        // Other capacity errors stay tungstenite's, still 1009.
+        let headers = Error::from(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::TooManyHeaders,
+        ));
+        assert!(matches!(headers, Error::WebSocket(_)));
+        assert_eq!(headers.close_code(), CloseCode::Size);
     }
 }
