@@ -24,7 +24,7 @@ use wsgrpc::ws::guard::{AuthLayer, OriginLayer, ProtocolLayer};
 use wsgrpc::ws::layer::{RateLimitLayer, TimeoutLayer, TraceLayer};
 use wsgrpc::ws::{
     CloseReason, HandlerBuilder, Hub, JsonLayer, PathParams, Rejection, Router, Server,
-    TypedHandler, TypedSession, to_message,
+    TypedHandler, TypedSession, Upgrade, to_message,
 };
 
 /// What clients send: `{"text":"..."}`.
@@ -67,6 +67,15 @@ enum Event {
     },
 }
 
+/// The upgrade request's query: `?nick=ann` (optional).
+#[derive(Deserialize)]
+struct Join {
+    nick: Option<String>,
+}
+
+/// The nickname chosen at upgrade time; kept in the session's extensions until `on_open`.
+struct Nick(String);
+
 /// Who a chat connection is; kept in its session's extensions.
 struct Member {
     room: String,
@@ -89,6 +98,16 @@ impl TypedHandler for Chat {
     type In = Say;
     type Out = Event;
 
+    /// Reads the nickname from the query before the `101`: a query that does not fit `Join`
+    /// (e.g. `?nick=a&nick=b`) gets `400 Bad Request` naming the problem.
+    async fn on_upgrade(&self, upgrade: &mut Upgrade) -> Result<(), Rejection> {
+        let join: Join = upgrade.query_as()?;
+        if let Some(nick) = join.nick.as_deref().and_then(clean_nick) {
+            upgrade.extensions_mut().insert(Nick(nick));
+        }
+        Ok(())
+    }
+
     async fn on_open(&self, mut session: TypedSession<'_, Event>) -> wsgrpc::Result<()> {
         let room = session
             .extensions()
@@ -96,7 +115,10 @@ impl TypedHandler for Chat {
             .and_then(|params| params.get("room"))
             .unwrap_or("lobby")
             .to_owned();
-        let nick = nick(session.query()).unwrap_or_else(|| format!("guest-{}", session.id()));
+        let nick = match session.extensions_mut().remove::<Nick>() {
+            Some(Nick(nick)) => nick,
+            None => format!("guest-{}", session.id()),
+        };
         let present = self.hub.presence(&room) + 1;
         self.tell_room(
             &room,
@@ -146,11 +168,8 @@ impl TypedHandler for Chat {
     }
 }
 
-/// The `nick` query parameter: letters, digits, `-`, `_` and `.`, at most 24 of them.
-fn nick(query: Option<&str>) -> Option<String> {
-    let raw = query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("nick="))?;
+/// A nickname made of the letters, digits, `-`, `_` and `.` of `raw`, at most 24 of them.
+fn clean_nick(raw: &str) -> Option<String> {
     let nick: String = raw
         .chars()
         .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))

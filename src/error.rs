@@ -23,22 +23,26 @@ pub enum Error {
     Io(#[from] std::io::Error),
 
     /// The WebSocket layer (tungstenite) reported an error: a protocol violation, invalid UTF-8, an
-    /// oversize message, or a transport failure underneath.
+    /// oversize frame, or a transport failure underneath. [`Error::close_code`] says which close
+    /// code the peer was sent.
     #[error("websocket error")]
     WebSocket(#[source] Box<tungstenite::Error>),
 
-    /// The HTTP upgrade request was not a valid WebSocket handshake.
+    /// The server's answer to the client's upgrade request was not a valid WebSocket handshake
+    /// (RFC 6455 section 4.1: a `101` without the right `Upgrade`, `Connection` or
+    /// `Sec-WebSocket-Accept`, or a subprotocol that was not offered). Returned by
+    /// [`Client`](crate::client::Client) connects.
     #[error("invalid websocket handshake: {reason}")]
     Handshake {
         /// What was wrong with the request.
         reason: &'static str,
     },
 
-    /// The peer did not finish the opening handshake in time.
-    #[error("handshake timed out after {0:?}")]
-    HandshakeTimeout(Duration),
-
-    /// A message was larger than the configured limit.
+    /// A message was larger than the configured limit
+    /// ([`Config::max_message_size`](crate::ws::Config::max_message_size)): the peer is sent close
+    /// 1009 `message too big` and `on_close` sees 1009; this error, with both sizes, is in the
+    /// connection's trace event. Handlers may return it for limits of their own (1009 too; gRPC
+    /// `RESOURCE_EXHAUSTED`).
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     MessageTooLarge {
         /// Size of the offending message in bytes.
@@ -63,15 +67,12 @@ pub enum Error {
     #[error("handler panicked: {0}")]
     HandlerPanic(String),
 
-    /// The address to bind or connect to could not be used.
-    #[error("invalid address `{0}`")]
-    InvalidAddress(String),
-
     /// A client URL was not a usable `ws://` or `wss://` URL.
     #[error("invalid websocket url `{0}`")]
     InvalidUrl(String),
 
-    /// A header name or value given to a builder was not valid HTTP.
+    /// A header name or value given to the client builder (or an offered subprotocol) was not
+    /// valid HTTP; returned by [`ClientBuilder::connect`](crate::client::ClientBuilder::connect).
     #[error("invalid header `{0}`")]
     InvalidHeader(String),
 
@@ -90,7 +91,8 @@ pub enum Error {
     #[error("not connected")]
     NotConnected,
 
-    /// An operation did not complete within its deadline.
+    /// A typed call got no reply within its deadline (the duration here), from
+    /// [`RpcClient::call`](crate::rpc::RpcClient::call) and `call_with_timeout`.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
@@ -101,6 +103,14 @@ pub enum Error {
     /// A value could not be encoded to or decoded from JSON.
     #[error("json encoding failed")]
     Json(#[from] serde_json::Error),
+
+    /// The upgrade request's query string did not deserialize into the type asked for (a missing
+    /// field, a value that does not parse); from
+    /// [`Session::query_as`](crate::ws::Session::query_as). Returned from a hook, it closes the
+    /// connection with 1008 (policy violation): the peer sent a request the endpoint refuses.
+    #[cfg(feature = "json")]
+    #[error("invalid query string")]
+    InvalidQuery(#[source] serde_urlencoded::de::Error),
 
     // gRPC
     /// The gRPC reflection service could not be built from the embedded file descriptor sets.
@@ -121,8 +131,9 @@ impl Error {
 
     /// The WebSocket close code this error is answered with (RFC 6455 section 7.4.1).
     ///
-    /// Invalid UTF-8 is 1007, an oversize message or frame 1009, a protocol violation 1002, and
-    /// anything raised by the application (handler errors and panics) 1011.
+    /// Invalid UTF-8 is 1007, an oversize message or frame 1009, a protocol violation 1002, a
+    /// query string the endpoint refuses 1008, and anything raised by the application (handler
+    /// errors and panics) 1011.
     pub fn close_code(&self) -> CloseCode {
         use tungstenite::error::Error as Ws;
         match self {
@@ -134,6 +145,8 @@ impl Error {
             },
             Error::MessageTooLarge { .. } => CloseCode::Size,
             Error::Handshake { .. } => CloseCode::Protocol,
+            #[cfg(feature = "json")]
+            Error::InvalidQuery(_) => CloseCode::Policy,
             _ => CloseCode::Error,
         }
     }
@@ -141,9 +154,50 @@ impl Error {
 
 impl From<tungstenite::Error> for Error {
     fn from(error: tungstenite::Error) -> Self {
+        use tungstenite::error::CapacityError;
         match error {
             tungstenite::Error::Io(io) => Error::Io(io),
+            // The one limit callers act on gets its own variant, with both sizes.
+            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                Error::MessageTooLarge {
+                    size,
+                    limit: max_size,
+                }
+            }
             other => Error::WebSocket(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversize_message_keeps_both_sizes_and_closes_with_1009() {
+        let error = Error::from(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong {
+                size: 70_000,
+                max_size: 65_536,
+            },
+        ));
+        assert!(matches!(
+            error,
+            Error::MessageTooLarge {
+                size: 70_000,
+                limit: 65_536
+            }
+        ));
+        assert_eq!(error.close_code(), CloseCode::Size);
+        assert_eq!(
+            error.to_string(),
+            "message of 70000 bytes exceeds the limit of 65536 bytes"
+        );
+        // Other capacity errors stay tungstenite's, still 1009.
+        let headers = Error::from(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::TooManyHeaders,
+        ));
+        assert!(matches!(headers, Error::WebSocket(_)));
+        assert_eq!(headers.close_code(), CloseCode::Size);
     }
 }

@@ -489,13 +489,15 @@ impl Driver {
     async fn reconnect(&mut self, policy: &Reconnect) -> Option<Opened> {
         let down_since = Instant::now();
         let mut failed = 0u32;
+        let mut delays = policy.delays();
         loop {
-            if !policy.allows(failed, down_since.elapsed()) {
+            // The sequence ends after `max_attempts`; `allows` also checks `max_elapsed`.
+            let next = delays.next();
+            let Some(delay) = next.filter(|_| policy.allows(failed, down_since.elapsed())) else {
                 tracing::warn!(attempts = failed, "websocket client gave up reconnecting");
                 return None;
-            }
+            };
             let attempt = failed + 1;
-            let delay = policy.delay(attempt);
             self.state
                 .send_replace(ConnectionState::Reconnecting { attempt, delay });
             tokio::select! {

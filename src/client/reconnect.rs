@@ -1,7 +1,10 @@
 //! When and how often a client reconnects, and what sending does while it is disconnected.
+//!
+//! The delays come from [`backon`]'s exponential backoff; this module only maps the policy onto it.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 /// Exponential backoff with jitter between reconnect attempts.
 ///
@@ -9,6 +12,11 @@ use std::time::Duration;
 /// `d = min(max_delay, initial_delay * multiplier^(n-1))` ("equal jitter": a fleet of clients that
 /// lost the same server spreads out instead of reconnecting in lock step, and no wait is shorter
 /// than half the nominal one). A successful connection resets the count.
+///
+/// The arithmetic is `backon`'s `ExponentialBuilder`, whose jitter adds a random fraction of the
+/// delay to the delay itself (`[b, 2b)`); the policy hands it halved delays (`b = d/2`), which
+/// gives the range above. backon computes in `f32` seconds, so a wait can be off its exact bound
+/// by well under a microsecond.
 ///
 /// ```
 /// use std::time::Duration;
@@ -18,7 +26,9 @@ use std::time::Duration;
 ///     .initial_delay(Duration::from_millis(50))
 ///     .max_delay(Duration::from_secs(5))
 ///     .max_attempts(Some(20));
-/// assert!(policy.delay(1) <= Duration::from_millis(50));
+/// // The first wait is 25 to 50 ms.
+/// assert!(policy.delay(1) >= Duration::from_millis(25));
+/// assert_eq!(policy.nominal_delay(1), Duration::from_millis(50));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -83,18 +93,50 @@ impl Reconnect {
         self
     }
 
-    /// The nominal (un-jittered) wait before attempt number `attempt` (1-based).
+    /// The nominal (un-jittered) wait before attempt number `attempt` (1-based):
+    /// `min(max_delay, initial_delay * multiplier^(attempt-1))`, the exponent capped at 64.
     pub fn nominal_delay(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(64) as i32;
-        let factor = self.multiplier.max(1.0).powi(exponent);
-        let nominal = self.initial_delay.as_secs_f64() * factor;
-        Duration::from_secs_f64(nominal.min(self.max_delay.as_secs_f64()))
+        let half = self.halved(false).build().nth(Self::step(attempt));
+        half.unwrap_or(self.max_delay / 2) * 2
     }
 
     /// A jittered wait before attempt number `attempt` (1-based), in `[nominal/2, nominal]`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let nominal = self.nominal_delay(attempt);
-        nominal / 2 + nominal.mul_f64(random_fraction() / 2.0)
+        let delay = self.halved(true).build().nth(Self::step(attempt));
+        delay.unwrap_or(self.max_delay)
+    }
+
+    /// The jittered waits before attempts 1, 2, ..., as many as [`max_attempts`](Self::max_attempts)
+    /// allows (endless without it). [`max_elapsed`](Self::max_elapsed) is the caller's to check:
+    /// it counts the time attempts take too, which backon's total-delay limit would not.
+    pub(crate) fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        let builder = self.halved(true);
+        let builder = match self.max_attempts {
+            Some(max) => builder.with_max_times(usize::try_from(max).unwrap_or(usize::MAX)),
+            None => builder,
+        };
+        builder.build()
+    }
+
+    /// backon's builder for half this policy's delays, endless; with jitter, its waits are in
+    /// `[d/2, d)` of the nominal `d`.
+    fn halved(&self, jitter: bool) -> ExponentialBuilder {
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(self.initial_delay.min(self.max_delay) / 2)
+            .with_max_delay(self.max_delay / 2)
+            .with_factor(self.multiplier.max(1.0) as f32)
+            .without_max_times();
+        if jitter {
+            builder.with_jitter()
+        } else {
+            builder
+        }
+    }
+
+    /// The index of attempt number `attempt` in the delay sequence, capped where the old
+    /// closed-form exponent was.
+    fn step(attempt: u32) -> usize {
+        attempt.saturating_sub(1).min(64) as usize
     }
 
     /// Whether another attempt is allowed after `failed` consecutive failures, `down_for` after
@@ -103,15 +145,6 @@ impl Reconnect {
         self.max_attempts.is_none_or(|max| failed < max)
             && self.max_elapsed.is_none_or(|max| down_for < max)
     }
-}
-
-/// A uniformly distributed number in `[0, 1)`. Jitter needs no cryptographic quality; the
-/// standard library's randomly keyed hasher provides fresh bits without another dependency.
-fn random_fraction() -> f64 {
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// What [`Client::send`](crate::client::Client::send) does while the client is not connected.
@@ -137,11 +170,20 @@ mod tests {
         let policy = Reconnect::default()
             .initial_delay(Duration::from_millis(100))
             .max_delay(Duration::from_secs(1));
+        // backon computes in f32 seconds: compare to the microsecond.
         let delays: Vec<u128> = (1..=6)
-            .map(|n| policy.nominal_delay(n).as_millis())
+            .map(|n| (policy.nominal_delay(n).as_nanos() + 500) / 1000)
             .collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(
+            delays,
+            [100_000, 200_000, 400_000, 800_000, 1_000_000, 1_000_000]
+        );
         assert_eq!(policy.nominal_delay(10_000), Duration::from_secs(1));
+        // An initial delay above the cap starts at the cap.
+        let capped = Reconnect::default()
+            .initial_delay(Duration::from_secs(30))
+            .max_delay(Duration::from_secs(10));
+        assert_eq!(capped.nominal_delay(1), Duration::from_secs(10));
     }
 
     #[test]
@@ -152,11 +194,26 @@ mod tests {
             for _ in 0..50 {
                 let delay = policy.delay(attempt);
                 assert!(
-                    delay >= nominal / 2 && delay <= nominal,
+                    delay >= nominal / 2 && delay <= nominal + F32_SLACK,
                     "{delay:?} vs {nominal:?}"
                 );
             }
         }
+    }
+
+    /// How far backon's `f32` arithmetic may put a wait past its exact bound.
+    const F32_SLACK: Duration = Duration::from_micros(1);
+
+    #[test]
+    fn the_sequence_matches_the_single_delays_and_stops_at_max_attempts() {
+        let policy = Reconnect::default().max_attempts(Some(5));
+        let delays: Vec<Duration> = policy.delays().collect();
+        assert_eq!(delays.len(), 5);
+        for (attempt, delay) in (1..).zip(&delays) {
+            let nominal = policy.nominal_delay(attempt);
+            assert!(*delay >= nominal / 2 && *delay <= nominal + F32_SLACK);
+        }
+        assert!(Reconnect::default().delays().nth(1000).is_some(), "endless");
     }
 
     #[test]

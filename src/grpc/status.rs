@@ -9,14 +9,13 @@ use crate::Error;
 impl From<Error> for Status {
     /// Maps an error to the status a client should see, following the gRPC status code guide:
     /// size limits are `RESOURCE_EXHAUSTED`, a closed or unreachable peer `UNAVAILABLE`, a timeout
-    /// `DEADLINE_EXCEEDED`, a bad address `INVALID_ARGUMENT`, anything else `INTERNAL`. The message
+    /// `DEADLINE_EXCEEDED`, anything else `INTERNAL`. The message
     /// is the error with its source chain, since our messages leave the sources to the reader.
     fn from(error: Error) -> Self {
         let code = match &error {
             Error::MessageTooLarge { .. } | Error::QueueFull => Code::ResourceExhausted,
             Error::Io(_) | Error::ConnectionClosed => Code::Unavailable,
-            Error::HandshakeTimeout(_) => Code::DeadlineExceeded,
-            Error::InvalidAddress(_) => Code::InvalidArgument,
+            Error::Timeout(_) | Error::ConnectTimeout(_) => Code::DeadlineExceeded,
             _ => Code::Internal,
         };
         let mut message = error.to_string();

@@ -33,11 +33,14 @@
 //! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers; [`layer`] has the
 //!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (origin, auth,
 //!   subprotocol).
-//! - [`Router`]: dispatch by path, with captures ([`PathParams`]); unknown paths get `404`.
+//! - [`Router`]: dispatch by path on [`matchit`] patterns (axum's), with captures
+//!   ([`PathParams`]); unknown paths get `404`.
 //! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON.
 //! - [`Hub`]: broadcast to all, to a room or to one connection, without copying payloads or
 //!   waiting on slow consumers.
-//! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it.
+//! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it;
+//!   `query_pairs`, `query_param` and (feature `json`) `query_as` decode its query string, on
+//!   the [`Session`] too.
 //! - [`Server`] and [`Config`]: accept loop, limits, keepalive, graceful shutdown.
 //! - [`serve_connection`]: run a handler on a stream upgraded elsewhere (hyper, axum);
 //!   [`serve_connection_with`] and [`Connections`] give such connections a graceful shutdown.
@@ -55,6 +58,7 @@
 //! | a message over the [`RateLimitLayer`](layer::RateLimitLayer) limit (default policy) | 1008 |
 //! | a [`Hub`] recipient whose queue is full (default [`SlowConsumer`] policy) | 1008 |
 //! | a message that is not valid JSON, under `InvalidMessage::Close` | 1007 |
+//! | a query that does not fit `Session::query_as` (feature `json`), returned from a hook | 1008 |
 //! | a hook over its [`TimeoutLayer`](layer::TimeoutLayer) deadline | 1011 |
 
 pub(crate) mod accept;
@@ -69,6 +73,7 @@ mod hub;
 mod io;
 pub mod layer;
 pub(crate) mod message;
+mod query;
 pub(crate) mod queue;
 mod router;
 mod server;

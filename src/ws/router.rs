@@ -2,9 +2,9 @@
 //!
 //! A [`Router`] is a [`Handler`] that picks another handler by the upgrade request's path, before
 //! the `101`. An unknown path is answered with HTTP `404` while it is still an HTTP request, never
-//! with a dropped socket. Patterns have literal segments, named captures (`{room}`, one segment)
-//! and a trailing catch-all (`{*rest}`, the remainder); captures reach the session as
-//! [`PathParams`].
+//! with a dropped socket. Patterns are [`matchit`]'s, as in axum: literal segments, named captures
+//! (`{room}`, one segment) and a trailing catch-all (`{*rest}`, the remainder); captures reach the
+//! session as [`PathParams`].
 //!
 //! ```
 //! use wsgrpc::ws::{handler_fn, Handler, Message, PathParams, Router, Session, SessionHandle};
@@ -35,6 +35,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::StatusCode;
+use percent_encoding::percent_decode_str;
 
 use crate::error::{Error, Result};
 use crate::ws::{CloseReason, Handler, Message, Rejection, Session, Upgrade};
@@ -49,11 +50,17 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// # Matching
 ///
-/// Paths are compared segment by segment, exactly (a trailing slash matters). When several
-/// patterns match, the most specific wins whatever the order they were added in: at the first
-/// segment where they differ, a literal beats a capture, and a capture beats a catch-all. So
-/// `/rooms/new` wins over `/rooms/{room}` for that one path. Captures are percent-decoded; a
-/// capture that does not decode to UTF-8 does not match.
+/// The routing table is [`matchit`]'s, the one axum uses, so patterns read and rank as they do
+/// there. Paths are compared exactly (a trailing slash matters). When several patterns match,
+/// the most specific wins whatever the order they were added in: a literal beats a capture, and a
+/// capture beats a catch-all. So `/rooms/new` wins over `/rooms/{room}` for that one path. A
+/// capture may follow a literal prefix inside one segment (`/v{version}`), as in axum. Two
+/// patterns that differ only in capture names, or that put a capture and a catch-all at the same
+/// place (`/a/{x}` and `/a/{*rest}`), conflict: [`route`](Self::route) panics.
+///
+/// Captures are percent-decoded (`%20` is a space; `+` stays `+`, as paths are not forms); a
+/// capture that does not decode to UTF-8 is answered as an unknown path, and a `%` not followed
+/// by two hex digits stays as it is (both as axum's `Path` does).
 ///
 /// # Cost
 ///
@@ -65,13 +72,15 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 #[derive(Clone)]
 pub struct Router {
+    /// Pattern to index into `routes`.
+    table: Arc<matchit::Router<usize>>,
     routes: Arc<[Route]>,
     not_found: Rejection,
 }
 
 #[derive(Clone)]
 struct Route {
-    pattern: Pattern,
+    pattern: Arc<str>,
     handler: Arc<dyn DynHandler>,
 }
 
@@ -79,6 +88,7 @@ impl Router {
     /// A router without routes: every path gets `404`.
     pub fn new() -> Self {
         Router {
+            table: Arc::new(matchit::Router::new()),
             routes: Arc::from([]),
             not_found: Rejection::new(
                 StatusCode::NOT_FOUND,
@@ -87,34 +97,34 @@ impl Router {
         }
     }
 
-    /// Adds a route. `pattern` starts with `/`; segments are literals, `{name}` (one segment) or,
-    /// last only, `{*name}` (the rest of the path, slashes included, at least one character).
+    /// Adds a route. `pattern` starts with `/`; segments are literals, `{name}` (one segment, at
+    /// least one character) or, last only, `{*name}` (the rest of the path, slashes included, at
+    /// least one character). `{{` and `}}` stand for literal braces.
     ///
     /// # Panics
     ///
-    /// At setup, like axum: when the pattern is malformed (no leading `/`, an empty or repeated
-    /// capture name, a catch-all that is not last) or the same pattern was added before.
+    /// At setup, like axum: when the pattern does not start with `/`, is malformed (an empty
+    /// capture name, a catch-all that is not last, two captures in one segment), or conflicts
+    /// with a route added before (one that matches the same paths, such as `/a/{x}` after
+    /// `/a/{y}`). The message names the pattern and, for a conflict, the route it conflicts with.
     #[must_use]
     pub fn route<H: Handler>(self, pattern: &str, handler: H) -> Self {
-        let pattern = Pattern::parse(pattern).unwrap_or_else(|problem| {
-            panic!("invalid route pattern `{pattern}`: {problem}");
-        });
-        if let Some(existing) = self
-            .routes
-            .iter()
-            .find(|route| route.pattern.same_shape(&pattern))
-        {
-            panic!(
-                "route `{}` added twice (as `{}`)",
-                pattern.source, existing.pattern.source
-            );
+        assert!(
+            pattern.starts_with('/'),
+            "invalid route `{pattern}`: it must start with `/`"
+        );
+        let index = self.routes.len();
+        let mut table = matchit::Router::clone(&self.table);
+        if let Err(error) = table.insert(pattern, index) {
+            panic!("invalid route `{pattern}`: {error}");
         }
         let mut routes = self.routes.to_vec();
         routes.push(Route {
-            pattern,
+            pattern: pattern.into(),
             handler: Arc::new(handler),
         });
         Router {
+            table: Arc::new(table),
             routes: routes.into(),
             not_found: self.not_found,
         }
@@ -127,27 +137,20 @@ impl Router {
         self
     }
 
-    /// The best route for `path` and its captures.
+    /// The best route for `path` and its percent-decoded captures.
     fn find(&self, path: &str) -> Option<(usize, PathParams)> {
-        let mut best: Option<(usize, Vec<Capture>)> = None;
-        for (index, route) in self.routes.iter().enumerate() {
-            let Some(captures) = route.pattern.matches(path) else {
-                continue;
-            };
-            let better = match &best {
-                None => true,
-                Some((current, _)) => route
-                    .pattern
-                    .is_more_specific_than(&self.routes[*current].pattern),
-            };
-            if better {
-                best = Some((index, captures));
-            }
-        }
-        best.map(|(index, captures)| {
-            let pattern = self.routes[index].pattern.source.clone();
-            (index, PathParams { pattern, captures })
-        })
+        let matched = self.table.at(path).ok()?;
+        let index = *matched.value;
+        let captures = matched
+            .params
+            .iter()
+            .map(|(name, value)| {
+                let value = percent_decode_str(value).decode_utf8().ok()?;
+                Some((name.into(), value.into_owned()))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let pattern = self.routes[index].pattern.clone();
+        Some((index, PathParams { pattern, captures }))
     }
 
     /// The route chosen at upgrade time, or (for a connection whose `on_upgrade` never ran, as
@@ -178,7 +181,7 @@ impl fmt::Debug for Router {
                 &self
                     .routes
                     .iter()
-                    .map(|route| &*route.pattern.source)
+                    .map(|route| &*route.pattern)
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -246,13 +249,8 @@ struct RouteIndex(usize);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathParams {
     pattern: Arc<str>,
-    captures: Vec<Capture>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Capture {
-    name: Arc<str>,
-    value: String,
+    /// `(name, decoded value)` in pattern order.
+    captures: Vec<(Box<str>, String)>,
 }
 
 impl PathParams {
@@ -260,15 +258,15 @@ impl PathParams {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.captures
             .iter()
-            .find(|capture| &*capture.name == name)
-            .map(|capture| capture.value.as_str())
+            .find(|(captured, _)| &**captured == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// Every capture as `(name, value)`, in pattern order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.captures
             .iter()
-            .map(|capture| (&*capture.name, capture.value.as_str()))
+            .map(|(name, value)| (&**name, value.as_str()))
     }
 
     /// The pattern of the route that matched, e.g. `/rooms/{room}` (low-cardinality, so fit for
@@ -286,163 +284,6 @@ impl PathParams {
     pub fn is_empty(&self) -> bool {
         self.captures.is_empty()
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Capture(Arc<str>),
-    CatchAll(Arc<str>),
-}
-
-impl Segment {
-    /// Higher is more specific.
-    fn rank(&self) -> u8 {
-        match self {
-            Segment::Literal(_) => 2,
-            Segment::Capture(_) => 1,
-            Segment::CatchAll(_) => 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Pattern {
-    source: Arc<str>,
-    segments: Vec<Segment>,
-}
-
-impl Pattern {
-    fn parse(source: &str) -> Result<Self, &'static str> {
-        let rest = source.strip_prefix('/').ok_or("it must start with `/`")?;
-        let mut segments = Vec::new();
-        let mut names: Vec<&str> = Vec::new();
-        let parts: Vec<&str> = rest.split('/').collect();
-        for (position, part) in parts.iter().enumerate() {
-            let segment = match part
-                .strip_prefix('{')
-                .and_then(|inner| inner.strip_suffix('}'))
-            {
-                Some(inner) => {
-                    let (catch_all, name) = match inner.strip_prefix('*') {
-                        Some(name) => (true, name),
-                        None => (false, inner),
-                    };
-                    if name.is_empty() || name.contains(['{', '}', '*']) {
-                        return Err("a capture needs a plain name, as in `{room}` or `{*rest}`");
-                    }
-                    if names.contains(&name) {
-                        return Err("a capture name is used twice");
-                    }
-                    names.push(name);
-                    if catch_all {
-                        if position + 1 != parts.len() {
-                            return Err("a catch-all `{*name}` must be the last segment");
-                        }
-                        Segment::CatchAll(name.into())
-                    } else {
-                        Segment::Capture(name.into())
-                    }
-                }
-                None if part.contains(['{', '}']) => {
-                    return Err("a capture must be a whole segment, as in `/rooms/{room}`");
-                }
-                None => Segment::Literal((*part).to_owned()),
-            };
-            segments.push(segment);
-        }
-        Ok(Pattern {
-            source: source.into(),
-            segments,
-        })
-    }
-
-    fn matches(&self, path: &str) -> Option<Vec<Capture>> {
-        let mut rest = path.strip_prefix('/')?;
-        let mut captures = Vec::new();
-        for (position, segment) in self.segments.iter().enumerate() {
-            let last = position + 1 == self.segments.len();
-            if let Segment::CatchAll(name) = segment {
-                if rest.is_empty() {
-                    return None;
-                }
-                captures.push(Capture {
-                    name: name.clone(),
-                    value: percent_decode(rest)?,
-                });
-                return Some(captures);
-            }
-            let (part, remainder) = match rest.split_once('/') {
-                Some((part, remainder)) if !last => (part, remainder),
-                Some(_) => return None, // the path has more segments than the pattern
-                None if last => (rest, ""),
-                None => return None, // the pattern has more segments than the path
-            };
-            match segment {
-                Segment::Literal(literal) if literal == part => {}
-                Segment::Literal(_) => return None,
-                Segment::Capture(name) => {
-                    if part.is_empty() {
-                        return None;
-                    }
-                    captures.push(Capture {
-                        name: name.clone(),
-                        value: percent_decode(part)?,
-                    });
-                }
-                Segment::CatchAll(_) => unreachable!("handled above"),
-            }
-            rest = remainder;
-        }
-        Some(captures)
-    }
-
-    /// Whether both patterns match exactly the same paths (capture names aside).
-    fn same_shape(&self, other: &Pattern) -> bool {
-        self.segments.len() == other.segments.len()
-            && self
-                .segments
-                .iter()
-                .zip(&other.segments)
-                .all(|pair| match pair {
-                    (Segment::Literal(mine), Segment::Literal(theirs)) => mine == theirs,
-                    (mine, theirs) => mine.rank() == theirs.rank(),
-                })
-    }
-
-    /// Compares two patterns that both matched one path: at the first differing segment kind, the
-    /// more specific wins; with equal kinds throughout, the longer.
-    fn is_more_specific_than(&self, other: &Pattern) -> bool {
-        for (mine, theirs) in self.segments.iter().zip(&other.segments) {
-            match mine.rank().cmp(&theirs.rank()) {
-                std::cmp::Ordering::Equal => continue,
-                ordering => return ordering.is_gt(),
-            }
-        }
-        self.segments.len() > other.segments.len()
-    }
-}
-
-/// Decodes `%XX` escapes; `None` when the result is not UTF-8 or an escape is malformed.
-fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return Some(text.to_owned());
-    }
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let hex = bytes.get(index + 1..index + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
-            index += 3;
-        } else {
-            decoded.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(decoded).ok()
 }
 
 /// [`Handler`] made object safe, so one router can hold handlers of different types. Each call
@@ -551,37 +392,62 @@ mod tests {
             "/nope",
             "",
             "/rooms/%ff", // not UTF-8 once decoded
-            "/rooms/%g1", // malformed escape
         ] {
             assert!(router.find(path).is_none(), "{path} should not match");
         }
     }
 
     #[test]
-    fn specificity_does_not_depend_on_order() {
-        let reversed = Router::new()
-            .route("/a/{x}", Nothing)
-            .route("/a/{*rest}", Nothing)
-            .route("/a/b", Nothing);
-        assert_eq!(params(&reversed, "/a/b").expect("match").0, "/a/b");
-        assert_eq!(params(&reversed, "/a/c").expect("match").0, "/a/{x}");
-        assert_eq!(params(&reversed, "/a/c/d").expect("match").0, "/a/{*rest}");
+    fn malformed_escapes_stay_as_they_are() {
+        // As axum's `Path`: a `%` without two hex digits is kept, not refused.
+        let (_, captures) = params(&router(), "/rooms/%g1").expect("match");
+        assert_eq!(captures, [("room".to_owned(), "%g1".to_owned())]);
     }
 
     #[test]
-    #[should_panic(expected = "added twice")]
-    fn duplicate_routes_panic() {
+    fn specificity_does_not_depend_on_order() {
+        let reversed = Router::new()
+            .route("/a/{x}", Nothing)
+            .route("/a/b", Nothing)
+            .route("/f/{*rest}", Nothing)
+            .route("/f/index", Nothing);
+        assert_eq!(params(&reversed, "/a/b").expect("match").0, "/a/b");
+        assert_eq!(params(&reversed, "/a/c").expect("match").0, "/a/{x}");
+        assert_eq!(params(&reversed, "/f/index").expect("match").0, "/f/index");
+        assert_eq!(params(&reversed, "/f/c/d").expect("match").0, "/f/{*rest}");
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid route `/a/{y}`: Insertion failed due to conflict \
+                               with previously registered route: /a/{x}")]
+    fn conflicting_routes_panic_naming_both() {
         let _ = Router::new()
             .route("/a/{x}", Nothing)
             .route("/a/{y}", Nothing);
     }
 
     #[test]
-    fn malformed_patterns_are_refused() {
-        for pattern in ["a", "/a/{}", "/a/{*rest}/b", "/a/x{y}", "/{a}/{a}"] {
+    #[should_panic(expected = "conflict with previously registered route: /a/{x}")]
+    fn a_capture_and_a_catch_all_at_one_place_conflict() {
+        // matchit's rule, as in axum: the two would compete for every one-segment path.
+        let _ = Router::new()
+            .route("/a/{x}", Nothing)
+            .route("/a/{*rest}", Nothing);
+    }
+
+    #[test]
+    fn malformed_patterns_panic_naming_the_pattern() {
+        for pattern in ["a", "/a/{}", "/a/{*rest}/b", "/a/{x}{y}", "/a/{x"] {
+            let outcome = std::panic::catch_unwind(|| Router::new().route(pattern, Nothing));
+            let message = outcome.err().map(|panic| match panic.downcast::<String>() {
+                Ok(message) => *message,
+                Err(_) => String::new(),
+            });
             assert!(
-                Pattern::parse(pattern).is_err(),
-                "{pattern} should be refused"
+                message.as_deref().is_some_and(
+                    |message| message.starts_with(&format!("invalid route `{pattern}`"))
+                ),
+                "{pattern} should be refused, got {message:?}"
             );
         }
     }

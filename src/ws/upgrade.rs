@@ -221,6 +221,16 @@ impl Rejection {
     }
 }
 
+/// A rejection is an axum response as it is: return it from an axum handler, or as the `Err` of
+/// one (`Result<T, Rejection>`), and the client gets its status, headers and body.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl axum::response::IntoResponse for Rejection {
+    fn into_response(self) -> axum::response::Response {
+        Rejection::into_response(self).map(axum::body::Body::from)
+    }
+}
+
 fn upgrade_required(body: &'static str) -> Rejection {
     Rejection::new(StatusCode::UPGRADE_REQUIRED, body)
         .with_header(header::UPGRADE, HeaderValue::from_static("websocket"))

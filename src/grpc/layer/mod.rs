@@ -7,18 +7,18 @@
 //! service's error type (`Infallible` for tonic's `Routes`).
 
 mod auth;
+mod deadline;
 mod limit;
-mod timeout;
 
 pub use auth::{BearerAuth, BearerAuthLayer, BearerToken};
+pub use deadline::{Deadline, DeadlineLayer};
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitLayer, PermitBody};
-pub use timeout::{Timeout, TimeoutLayer};
 
 /// Response futures of the layers, named for the rare user who has to spell a stack's type.
 pub mod future {
     pub use super::auth::ResponseFuture as BearerAuthFuture;
+    pub use super::deadline::ResponseFuture as DeadlineFuture;
     pub use super::limit::ResponseFuture as ConcurrencyLimitFuture;
-    pub use super::timeout::ResponseFuture as TimeoutFuture;
 }
 
 use tower_layer::Layer;
@@ -34,7 +34,7 @@ use super::Config;
 #[derive(Debug, Clone)]
 pub struct GrpcLayer {
     auth: Option<BearerAuthLayer>,
-    timeout: TimeoutLayer,
+    deadline: DeadlineLayer,
     limit: ConcurrencyLimitLayer,
 }
 
@@ -47,17 +47,17 @@ impl GrpcLayer {
         };
         GrpcLayer {
             auth,
-            timeout: TimeoutLayer::new(config.timeout),
+            deadline: DeadlineLayer::new(config.timeout),
             limit,
         }
     }
 }
 
 impl<S> Layer<S> for GrpcLayer {
-    type Service = BearerAuth<Timeout<ConcurrencyLimit<S>>>;
+    type Service = BearerAuth<Deadline<ConcurrencyLimit<S>>>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let timed = self.timeout.layer(self.limit.layer(inner));
+        let timed = self.deadline.layer(self.limit.layer(inner));
         match &self.auth {
             Some(auth) => auth.layer(timed),
             None => BearerAuth::disabled(timed),

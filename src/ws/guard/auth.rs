@@ -126,7 +126,8 @@ impl<A: Authenticate> AuthLayer<A> {
             .flatten();
         from_header.or_else(|| {
             let name = self.query_param.as_deref()?;
-            query_value(upgrade.query()?, name)
+            let token = upgrade.query_param(name)?;
+            (!token.is_empty()).then(|| token.into_owned())
         })
     }
 }
@@ -156,42 +157,6 @@ fn bearer(value: &HeaderValue) -> Option<String> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
-}
-
-/// The form-decoded value of the first `name=value` pair in `query`.
-fn query_value(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| form_decode(value))
-        .filter(|value| !value.is_empty())
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; `None` if the
-/// result is not UTF-8 or an escape is malformed.
-fn form_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'+' => {
-                decoded.push(b' ');
-                index += 1;
-            }
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(index + 1..index + 3)?).ok()?;
-                decoded.push(u8::from_str_radix(hex, 16).ok()?);
-                index += 3;
-            }
-            byte => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(decoded).ok()
 }
 
 impl<H, A> Layer<H> for AuthLayer<A> {
@@ -278,12 +243,31 @@ mod tests {
         );
         assert_eq!(bearer(&HeaderValue::from_static("Basic dXNlcg==")), None);
         assert_eq!(bearer(&HeaderValue::from_static("Bearer ")), None);
+        let layer = AuthLayer::new(|_token: String| async { Ok(()) }).query_param("access_token");
+        let token = |uri: &str, authorization: Option<&str>| {
+            let mut request = http::Request::get(uri)
+                .header("host", "example.com")
+                .header("upgrade", "websocket")
+                .header("connection", "upgrade")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+            if let Some(value) = authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            let request = request.body(()).expect("valid request");
+            layer.token(&Upgrade::from_request(request, None).expect("valid upgrade"))
+        };
         assert_eq!(
-            query_value("nick=ann&access_token=a%2Bb+c", "access_token").as_deref(),
+            token("/ws?nick=ann&access_token=a%2Bb+c", None).as_deref(),
             Some("a+b c")
         );
-        assert_eq!(query_value("access_token=", "access_token"), None);
-        assert_eq!(query_value("token=x", "access_token"), None);
-        assert_eq!(query_value("access_token=%zz", "access_token"), None);
+        assert_eq!(token("/ws?access_token=", None), None);
+        assert_eq!(token("/ws?token=x", None), None);
+        assert_eq!(token("/ws", None), None);
+        // The header wins over the query.
+        assert_eq!(
+            token("/ws?access_token=q", Some("Bearer h")).as_deref(),
+            Some("h")
+        );
     }
 }

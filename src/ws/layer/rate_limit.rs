@@ -1,5 +1,10 @@
 //! A per-connection message rate limit (token bucket).
 //!
+//! The arithmetic is [`governor`]'s (GCRA, equivalent to a token bucket): one direct, unkeyed
+//! `RateLimiter` per connection and layer, on tokio's clock so that [`Excess::Wait`] sleeps and
+//! paused-time tests agree with it. (A limit on upgrades per client needs a keyed limiter; this
+//! one counts one connection's messages.)
+//!
 //! ```
 //! use std::time::Duration;
 //! use wsgrpc::ws::layer::{Excess, RateLimitLayer};
@@ -17,9 +22,14 @@
 //! ```
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::error::Result;
@@ -47,14 +57,15 @@ pub enum Excess {
 /// happens to it. The default, [`Excess::Close`], closes the connection with **1008** (policy
 /// violation) and the reason `rate limit exceeded`, after the replies already queued.
 ///
-/// The bucket lives in the session's extensions, created on the first message: no allocation per
-/// message, and several rate limits stacked on one handler keep separate buckets.
+/// The bucket (a governor `RateLimiter`) lives in the session's extensions, created on
+/// the connection's first message, when it is still full: no allocation per message, and several
+/// rate limits stacked on one handler keep separate buckets. The refill interval is `per /
+/// messages`, in whole nanoseconds.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
     id: u64,
-    /// Seconds to earn one token.
-    interval: f64,
-    burst: f64,
+    /// One token per `per / messages`, at most `burst` of them.
+    quota: Quota,
     excess: Excess,
 }
 
@@ -65,18 +76,19 @@ impl RateLimitLayer {
     ///
     /// # Panics
     ///
-    /// If `messages` or `per` is zero.
+    /// If `messages` is zero or `per / messages` is under one nanosecond (zero `per` included).
     pub fn new(messages: u32, per: Duration) -> Self {
-        assert!(
-            messages > 0 && !per.is_zero(),
-            "a rate limit needs a positive rate"
-        );
+        let burst = NonZeroU32::new(messages);
+        let quota =
+            burst.and_then(|burst| Some(Quota::with_period(per / burst.get())?.allow_burst(burst)));
+        let Some(quota) = quota else {
+            panic!("a rate limit needs a positive rate, got {messages} per {per:?}");
+        };
         // Each layer has its own buckets, so two limits stacked on one handler do not share one.
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         RateLimitLayer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            interval: per.as_secs_f64() / f64::from(messages),
-            burst: f64::from(messages),
+            quota,
             excess: Excess::Close,
         }
     }
@@ -85,7 +97,9 @@ impl RateLimitLayer {
     /// least 1). Default: the `messages` of [`new`](Self::new).
     #[must_use]
     pub fn burst(mut self, burst: u32) -> Self {
-        self.burst = f64::from(burst.max(1));
+        self.quota = self
+            .quota
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         self
     }
 
@@ -96,20 +110,40 @@ impl RateLimitLayer {
         self
     }
 
-    /// Takes a token from `bucket`; on failure, how long until one is due.
-    fn take(&self, bucket: &mut Bucket, now: Instant) -> Result<(), Duration> {
-        let earned = now.duration_since(bucket.updated).as_secs_f64() / self.interval;
-        bucket.tokens = (bucket.tokens + earned).min(self.burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) * self.interval,
-            ))
-        }
+    /// A full bucket for one connection, starting now.
+    fn bucket(&self) -> Bucket {
+        RateLimiter::direct_with_clock(
+            self.quota,
+            TokioClock {
+                origin: Instant::now(),
+            },
+        )
     }
+}
+
+/// governor's clock on tokio's time (time since the bucket was made), so that a paused runtime
+/// drives the bucket as it drives `Excess::Wait`'s sleep.
+#[derive(Debug, Clone)]
+struct TokioClock {
+    origin: Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// One connection's bucket for one layer.
+type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
+/// Takes a token from `bucket`; on failure, how long until one is due.
+fn take(bucket: &Bucket, clock: &TokioClock) -> Result<(), Duration> {
+    bucket
+        .check()
+        .map_err(|not_until| not_until.wait_time_from(clock.now()))
 }
 
 impl<H> Layer<H> for RateLimitLayer {
@@ -144,12 +178,6 @@ impl<H> RateLimit<H> {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
 /// The buckets of one connection, one per rate limit layer (almost always exactly one).
 #[derive(Debug, Default)]
 struct Buckets(Vec<(u64, Bucket)>);
@@ -167,23 +195,16 @@ impl<H: Handler> Handler for RateLimit<H> {
     }
 
     async fn on_message(&self, session: &mut Session, message: Message) -> Result<()> {
-        let now = Instant::now();
         let buckets = &mut session.extensions_mut().get_or_default::<Buckets>().0;
-        let bucket = match buckets.iter().position(|(id, _)| *id == self.layer.id) {
-            Some(index) => &mut buckets[index].1,
+        let index = match buckets.iter().position(|(id, _)| *id == self.layer.id) {
+            Some(index) => index,
             None => {
-                buckets.push((
-                    self.layer.id,
-                    Bucket {
-                        tokens: self.layer.burst,
-                        updated: now,
-                    },
-                ));
-                let last = buckets.len() - 1;
-                &mut buckets[last].1
+                buckets.push((self.layer.id, self.layer.bucket()));
+                buckets.len() - 1
             }
         };
-        if let Err(wait) = self.layer.take(bucket, now) {
+        let bucket = &buckets[index].1;
+        while let Err(wait) = take(bucket, bucket.clock()) {
             match self.layer.excess {
                 Excess::Close => {
                     tracing::debug!(id = %session.id(), "message rate limit exceeded; closing with 1008");
@@ -195,12 +216,8 @@ impl<H: Handler> Handler for RateLimit<H> {
                     tracing::debug!(id = %session.id(), "message rate limit exceeded; message dropped");
                     return Ok(());
                 }
-                Excess::Wait => {
-                    // The token earned while sleeping is spent on this message.
-                    bucket.tokens = 0.0;
-                    bucket.updated = now + wait;
-                    tokio::time::sleep(wait).await;
-                }
+                // Sleeps until the token is due, then takes it (the loop's next check).
+                Excess::Wait => tokio::time::sleep(wait).await,
             }
         }
         self.inner.on_message(session, message).await
@@ -222,28 +239,27 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bucket_refills_at_the_rate_up_to_the_burst() {
         let layer = RateLimitLayer::new(2, Duration::from_secs(1)).burst(3);
-        let start = Instant::now();
-        let mut bucket = Bucket {
-            tokens: 3.0,
-            updated: start,
-        };
+        let bucket = layer.bucket();
+        let clock = bucket.clock();
         for _ in 0..3 {
-            assert!(layer.take(&mut bucket, start).is_ok());
+            assert!(take(&bucket, clock).is_ok());
         }
-        assert_eq!(
-            layer.take(&mut bucket, start),
-            Err(Duration::from_millis(500))
-        );
-        assert!(
-            layer
-                .take(&mut bucket, start + Duration::from_millis(500))
-                .is_ok()
-        );
+        assert_eq!(take(&bucket, clock), Err(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(499)).await;
+        assert_eq!(take(&bucket, clock), Err(Duration::from_millis(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(take(&bucket, clock).is_ok());
         // A long pause refills only up to the burst.
-        let later = start + Duration::from_secs(60);
+        tokio::time::advance(Duration::from_secs(60)).await;
         for _ in 0..3 {
-            assert!(layer.take(&mut bucket, later).is_ok());
+            assert!(take(&bucket, clock).is_ok());
         }
-        assert!(layer.take(&mut bucket, later).is_err());
+        assert!(take(&bucket, clock).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "a rate limit needs a positive rate")]
+    fn a_zero_rate_is_refused() {
+        let _ = RateLimitLayer::new(0, Duration::from_secs(1));
     }
 }

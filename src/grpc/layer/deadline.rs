@@ -1,4 +1,5 @@
-//! Per-call deadline: the client's `grpc-timeout` header, capped by an optional server-side timeout.
+//! Per-call deadline (the gRPC spec's term; `ws::layer::TimeoutLayer` is the WebSocket hook timeout):
+//! the client's `grpc-timeout` header, capped by an optional server-side timeout.
 //!
 //! An expired call is answered with `DEADLINE_EXCEEDED` as a complete gRPC response (never a transport
 //! error), so the layer's error type stays the inner one and the stack can sit in an axum router. As in
@@ -21,38 +22,38 @@ use tower_service::Service;
 
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
-/// Applies [`Timeout`] to a service.
+/// Applies [`Deadline`] to a service.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TimeoutLayer {
+pub struct DeadlineLayer {
     timeout: Option<Duration>,
 }
 
-impl TimeoutLayer {
+impl DeadlineLayer {
     /// Honours `grpc-timeout`, and caps every call at `timeout` when it is `Some`.
     pub fn new(timeout: Option<Duration>) -> Self {
-        TimeoutLayer { timeout }
+        DeadlineLayer { timeout }
     }
 }
 
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = Timeout<S>;
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
 
-    fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout::new(inner, self.timeout)
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline::new(inner, self.timeout)
     }
 }
 
 /// A service whose calls end with `DEADLINE_EXCEEDED` when their deadline passes.
 #[derive(Debug, Clone)]
-pub struct Timeout<S> {
+pub struct Deadline<S> {
     inner: S,
     timeout: Option<Duration>,
 }
 
-impl<S> Timeout<S> {
-    /// Wraps `inner`; see [`TimeoutLayer::new`].
+impl<S> Deadline<S> {
+    /// Wraps `inner`; see [`DeadlineLayer::new`].
     pub fn new(inner: S, timeout: Option<Duration>) -> Self {
-        Timeout { inner, timeout }
+        Deadline { inner, timeout }
     }
 
     /// The wrapped service.
@@ -66,7 +67,7 @@ impl<S> Timeout<S> {
     }
 }
 
-impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for Timeout<S>
+impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for Deadline<S>
 where
     S: Service<Request<RequestBody>, Response = Response<ResponseBody>>,
     ResponseBody: Default,
@@ -93,7 +94,7 @@ where
 }
 
 pin_project! {
-    /// Response future of [`Timeout`].
+    /// Response future of [`Deadline`].
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
