@@ -81,7 +81,7 @@ impl<H: Handler> Endpoint<H> {
         let guard = self.connections.open();
         let on_upgrade = hyper::upgrade::on(&mut request);
         let (parts, _body) = request.into_parts();
-        let mut upgrade = match Upgrade::from_request(Request::from_parts(parts, ()), peer) {
+        let mut upgrade = match Upgrade::validate(Request::from_parts(parts, ()), peer, config) {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };

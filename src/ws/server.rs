@@ -311,7 +311,7 @@ where
             return None;
         }
     };
-    let decided = match Upgrade::from_request(request, Some(peer)) {
+    let decided = match Upgrade::validate(request, Some(peer), config) {
         Ok(mut upgrade) => match AssertUnwindSafe(handler.on_upgrade(&mut upgrade))
             .catch_unwind()
             .await
