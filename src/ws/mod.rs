@@ -30,8 +30,9 @@
 //! - [`Session`]: one connection as a handler sees it; [`SessionHandle`] sends into it from other
 //!   tasks. Outgoing messages go through a bounded queue.
 //! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers; [`layer`] has the
-//!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (origin, auth,
-//!   subprotocol).
+//!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (auth,
+//!   subprotocol, upgrade rate limit). The origin check is no guard but a
+//!   [`Config::origin_policy`], on by default.
 //! - [`Router`]: dispatch by path, with captures ([`PathParams`]); unknown paths get `404`.
 //! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON.
 //! - [`Hub`]: broadcast to all, to a room or to one connection, without copying payloads or
@@ -55,6 +56,18 @@
 //! | a [`Hub`] recipient whose queue is full (default [`SlowConsumer`] policy) | 1008 |
 //! | a message that is not valid JSON, under `InvalidMessage::Close` | 1007 |
 //! | a hook over its [`TimeoutLayer`](layer::TimeoutLayer) deadline | 1011 |
+//!
+//! Before the `101`, refusals are HTTP responses (see [`Upgrade::from_request`] for every rule):
+//!
+//! | what happened | status |
+//! |---|---|
+//! | `Host` missing, repeated or invalid (RFC 9112 section 3.2); HTTP/1.0; malformed head or key | 400 |
+//! | a method other than GET | 405 with `Allow: GET` |
+//! | not an upgrade request, or `Sec-WebSocket-Version` other than 13 | 426 |
+//! | a page of another origin, under the default [`Config::origin_policy`] | 403 |
+//! | over a [`guard::UpgradeRateLimitLayer`] limit | 429 with `Retry-After` |
+//! | request head over [`Config::max_request_head_size`] | 431 |
+//! | [`Config::max_connections`] reached | 503 with `Retry-After` |
 
 mod config;
 pub(crate) mod connection;
