@@ -221,7 +221,8 @@ fn is_reg_name(host: &str) -> bool {
 /// [":" port]`, gets `400`, and so does an HTTP/1.1 request without `Host` (HTTP/1.0 did not
 /// require it). When the target is in absolute form, its authority wins over `Host` (RFC 9112
 /// section 3.2.2), though `Host` must still be there and valid. On HTTP/2 and later the authority
-/// is `:authority` (the URI's), else a `Host` line; having neither is not an error there. An
+/// is `:authority` (the URI's), else a `Host` line; having neither is not an error there, having
+/// both with different values is (RFC 9113 section 8.3.1), and so are two `Host` lines. An
 /// empty `Host` is refused too: nothing this crate serves is reached without an authority.
 pub(crate) fn request_authority<B>(request: &Request<B>) -> Result<Option<Authority>, Rejection> {
     let target = match request.uri().authority() {
@@ -231,9 +232,6 @@ pub(crate) fn request_authority<B>(request: &Request<B>) -> Result<Option<Author
         ),
         None => None,
     };
-    if request.version() >= Version::HTTP_2 && target.is_some() {
-        return Ok(target);
-    }
     let mut hosts = request.headers().get_all(HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (None, _) if request.version() == Version::HTTP_11 => {
@@ -248,6 +246,12 @@ pub(crate) fn request_authority<B>(request: &Request<B>) -> Result<Option<Author
                 .ok_or_else(|| bad_request("invalid Host header\n"))?,
         ),
     };
+    // RFC 9113 section 8.3.1: on HTTP/2 a `Host` naming another authority than `:authority`
+    // makes the request malformed. (On HTTP/1.1 the absolute-form target simply wins.)
+    let conflicting = matches!((&target, &host), (Some(target), Some(host)) if target != host);
+    if request.version() >= Version::HTTP_2 && conflicting {
+        return Err(bad_request("Host differs from :authority\n"));
+    }
     Ok(target.or(host))
 }
 
@@ -514,6 +518,23 @@ mod tests {
         assert_eq!(
             request_authority(&request(Version::HTTP_2, "https://a.example/x", &[])).expect("ok"),
             Some(authority("a.example"))
+        );
+        assert_eq!(
+            request_authority(&request(
+                Version::HTTP_2,
+                "https://a.example/",
+                &["A.example:"]
+            ))
+            .expect("ok"),
+            Some(authority("a.example"))
+        );
+        assert_eq!(
+            status(request_authority(&request(
+                Version::HTTP_2,
+                "https://a.example/",
+                &["b.example"]
+            ))),
+            bad
         );
     }
 
