@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use wsgrpc::ws::guard::{AuthLayer, OriginLayer, ProtocolLayer};
+use wsgrpc::ws::guard::{AuthLayer, ProtocolLayer};
 use wsgrpc::ws::layer::{RateLimitLayer, TimeoutLayer, TraceLayer};
 use wsgrpc::ws::{
     CloseReason, HandlerBuilder, Hub, JsonLayer, PathParams, Rejection, Router, Server,
@@ -239,10 +239,10 @@ async fn main() -> wsgrpc::Result<()> {
     let router = Router::new()
         .route("/rooms/{room}", rooms)
         .route("/announce", announce);
+    // Web pages from other sites may not connect in their visitors' name: the server's default
+    // origin policy (`Config::origin_policy`) refuses them with 403 before any hook runs.
     let handler = HandlerBuilder::new()
         .layer(TraceLayer::new())
-        // Web pages from other sites may not connect in their visitors' name.
-        .layer(OriginLayer::new())
         .handler(router);
 
     let listener = TcpListener::bind(&addr).await?;

@@ -27,6 +27,8 @@
 //! - [`client`]: a WebSocket client running the same `Handler`, with opt-in reconnect.
 //! - [`rpc`]: typed request/response calls (and pushes) over a WebSocket.
 //! - `testing` (feature `test-util`): an in-memory harness to test handlers without sockets.
+//! - [`origin`]: RFC 6454 origins and the one same-origin comparison the WebSocket and gRPC-Web
+//!   checks share.
 //! - [`Error`] and [`Result`]: one error type for both sides.
 //!
 //! # Design
@@ -44,6 +46,7 @@ pub mod client;
 mod error;
 pub mod grpc;
 pub mod net;
+pub mod origin;
 pub mod rpc;
 pub mod serve;
 #[cfg(feature = "test-util")]

@@ -68,7 +68,10 @@ impl TestConnectionBuilder {
     }
 
     /// Adds a header to the upgrade request (an `Origin`, an `Authorization`, offered
-    /// `Sec-WebSocket-Protocol`s, ...).
+    /// `Sec-WebSocket-Protocol`s, ...). The request is validated as the servers validate it,
+    /// origin policy included: it carries `Host: wsgrpc.test` unless a `Host` is set here, so
+    /// `Origin: http://wsgrpc.test` is the same origin and other origins are refused with `403`
+    /// under the default [`Config::origin_policy`].
     #[must_use]
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.request = self.request.header(name, value);
@@ -95,9 +98,15 @@ impl TestConnectionBuilder {
     ///
     /// If the configured request is not a valid HTTP request.
     pub async fn open<H: Handler>(self, handler: H) -> Result<TestConnection, Rejection> {
-        let request = self
-            .request
-            .header("host", "wsgrpc.test")
+        let mut request = self.request;
+        // RFC 9112 section 3.2: one Host, so a test's own `Host` replaces the default.
+        if !request
+            .headers_ref()
+            .is_some_and(|headers| headers.contains_key(http::header::HOST))
+        {
+            request = request.header("host", "wsgrpc.test");
+        }
+        let request = request
             .header("upgrade", "websocket")
             .header("connection", "Upgrade")
             .header("sec-websocket-version", "13")

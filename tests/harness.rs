@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use wsgrpc::testing::TestConnection;
-use wsgrpc::ws::{CloseCode, ClosedBy, Handler, Message, Rejection, Session, Upgrade};
+use wsgrpc::ws::{CloseCode, ClosedBy, Config, Handler, Message, Rejection, Session, Upgrade};
 
 /// Echoes, fails on "fail", closes on "bye", picks the `v2` subprotocol, refuses `/private`.
 struct Subject;
@@ -89,6 +89,36 @@ async fn upgrade_decisions_are_visible() {
         .await
         .expect("accepted");
     assert_eq!(accepted.protocol(), Some("v2"));
+}
+
+#[tokio::test]
+async fn the_harness_applies_the_servers_origin_policy() {
+    let cross_site = TestConnection::builder()
+        .header("origin", "https://evil.example")
+        .open(Subject)
+        .await;
+    assert_eq!(
+        cross_site.expect_err("cross-site").status(),
+        StatusCode::FORBIDDEN
+    );
+    // The default Host is `wsgrpc.test`; a test's own Host replaces it (one Host, RFC 9112).
+    TestConnection::builder()
+        .header("origin", "http://wsgrpc.test")
+        .open(Subject)
+        .await
+        .expect("same origin");
+    TestConnection::builder()
+        .header("host", "chat.example:443")
+        .header("origin", "https://chat.example")
+        .open(Subject)
+        .await
+        .expect("same origin, default port spelled out");
+    TestConnection::builder()
+        .header("origin", "https://evil.example")
+        .config(Config::default().allow_any_origin())
+        .open(Subject)
+        .await
+        .expect("any origin allowed");
 }
 
 /// Runs `check` and returns its panic message, which must exist.

@@ -14,18 +14,15 @@ use tonic::transport::Endpoint;
 use wsgrpc::grpc::GrpcServer;
 use wsgrpc::grpc::pb::{HelloRequest, greeter_client::GreeterClient};
 use wsgrpc::serve::axum::{WebSocket, grpc_router, websocket};
-use wsgrpc::ws::guard::OriginLayer;
-use wsgrpc::ws::{HandlerBuilder, Message, SessionHandle, handler_fn};
+use wsgrpc::ws::{Message, SessionHandle, handler_fn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_and_greeter_beside_an_axum_route() {
     let echo = handler_fn(|session: SessionHandle, message: Message| async move {
         session.send(message).await
     });
-    let guarded = HandlerBuilder::new()
-        .layer(OriginLayer::new())
-        .handler(echo);
-    let endpoint = WebSocket::new(guarded);
+    // No guard: the same-origin check is the default of the axum adapter too.
+    let endpoint = WebSocket::new(echo);
     let connections = endpoint.connections().clone();
     let app =
         axum::Router::new()
@@ -59,7 +56,7 @@ async fn handler_and_greeter_beside_an_axum_route() {
         .into_future(),
     );
 
-    // The wsgrpc handler on its route, with its guard.
+    // The wsgrpc handler on its route, with the default origin policy.
     let mut client = connect(&format!("ws://{addr}/ws")).await;
     round_trip(&mut client, "through axum").await;
     let request = common::request_with(
@@ -70,7 +67,7 @@ async fn handler_and_greeter_beside_an_axum_route() {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), StatusCode::FORBIDDEN)
         }
-        other => panic!("expected 403 from the origin guard, got {other:?}"),
+        other => panic!("expected 403 from the origin check, got {other:?}"),
     }
     let mut other = connect(&format!("ws://{addr}/other")).await;
     use futures::SinkExt;

@@ -1,11 +1,11 @@
-//! Upgrade guards over real sockets: origin checks, token auth and subprotocol negotiation refuse
-//! with an HTTP status before the 101, and what they decide reaches the session.
+//! Upgrade guards over real sockets: the origin policy, token auth and subprotocol negotiation
+//! refuse with an HTTP status before the 101, and what they decide reaches the session.
 
 mod common;
 
 use common::*;
 use http::StatusCode;
-use wsgrpc::ws::guard::{AuthLayer, OriginLayer, ProtocolLayer};
+use wsgrpc::ws::guard::{AuthLayer, ProtocolLayer};
 use wsgrpc::ws::layer::TraceLayer;
 use wsgrpc::ws::{Config, Handler, HandlerBuilder, Message, Rejection, Session};
 
@@ -32,10 +32,8 @@ impl Handler for Report {
 
 #[tokio::test]
 async fn default_origin_policy_is_same_origin() {
-    let handler = HandlerBuilder::new()
-        .layer(OriginLayer::new())
-        .handler(Report);
-    let server = start(handler, Config::default()).await;
+    // No layer: the server's default origin policy.
+    let server = start(Report, Config::default()).await;
     let url = server.url("/ws");
 
     // Not a browser: no Origin header.
@@ -62,10 +60,8 @@ async fn default_origin_policy_is_same_origin() {
 
 #[tokio::test]
 async fn allow_list_and_allow_any_let_other_origins_in() {
-    let listed = HandlerBuilder::new()
-        .layer(OriginLayer::new().allow("https://app.example.com"))
-        .handler(Report);
-    let server = start(listed, Config::default()).await;
+    let listed = Config::default().allow_origins(["https://app.example.com"]);
+    let server = start(Report, listed).await;
     let url = server.url("/ws");
     let (mut client, _) =
         connect_request(request_with(&url, &[("origin", "https://APP.example.com")])).await;
@@ -74,10 +70,7 @@ async fn allow_list_and_allow_any_let_other_origins_in() {
     let (status, _, _) = refused(request_with(&url, &[("origin", "https://evil.example")])).await;
     assert_eq!(status, 403);
 
-    let any = HandlerBuilder::new()
-        .layer(OriginLayer::allow_any())
-        .handler(Report);
-    let server = start(any, Config::default()).await;
+    let server = start(Report, Config::default().allow_any_origin()).await;
     let (mut client, _) = connect_request(request_with(
         &server.url("/ws"),
         &[("origin", "https://evil.example")],

@@ -20,7 +20,6 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use wsgrpc::grpc::GrpcServer;
 use wsgrpc::serve::{App, Assets, Cors};
-use wsgrpc::ws::guard::OriginLayer;
 use wsgrpc::ws::layer::RateLimitLayer;
 use wsgrpc::ws::{CloseReason, Config, Handler, HandlerBuilder, Hub, Message, Router, Session};
 
@@ -68,8 +67,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .or_else(|| std::env::var("ADDR").ok())
         .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
 
+    // Other sites' pages get 403: the same-origin check is on by default (`ws::Config`).
     let chat = HandlerBuilder::new()
-        .layer(OriginLayer::new()) // other sites' pages: 403
         .layer(RateLimitLayer::new(20, Duration::from_secs(1)))
         .handler(Chat { hub: Hub::new() });
     let app = App::new()

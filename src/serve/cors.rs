@@ -12,7 +12,8 @@
 //! ```
 //!
 //! tonic-web 0.14 translates gRPC-Web but leaves CORS to the server, so the policy is here, as a
-//! value with a safe default rather than a hard-coded rule: **same origin only**. A page served by
+//! value with a safe default rather than a hard-coded rule: **same origin only**, decided by the
+//! same [`OriginPolicy`] (RFC 6454 comparison, default ports filled in) as the WebSocket upgrade's. A page served by
 //! the same one-port server (the usual case) needs no CORS at all; a cross-origin page gets `403`
 //! unless its origin is allowed. An allowed origin gets the preflight answer browsers require
 //! (`Access-Control-Allow-Headers` for `content-type`, `x-grpc-web`, `x-user-agent`,
@@ -23,9 +24,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode};
 
 use super::assets::plain;
+use crate::origin::{OriginCheck, OriginPolicy};
 
 /// Request headers a gRPC-Web client sends, allowed in preflights.
 const ALLOW_HEADERS: &str =
@@ -36,15 +38,8 @@ const EXPOSE_HEADERS: &str = "grpc-status, grpc-message, grpc-status-details-bin
 /// The CORS policy of the gRPC-Web endpoint. Default: same origin only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
-    origins: Origins,
+    origins: OriginPolicy,
     max_age: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Origins {
-    SameOrigin,
-    List(Vec<String>),
-    Any,
 }
 
 impl Default for Cors {
@@ -69,20 +64,24 @@ impl Cors {
     /// the default.
     pub fn same_origin() -> Self {
         Cors {
-            origins: Origins::SameOrigin,
+            origins: OriginPolicy::same_origin(),
             max_age: Duration::from_secs(3600),
         }
     }
 
-    /// Pages of these origins (`https://app.example.com`, compared without regard to ASCII
-    /// case) may call, besides the same origin.
+    /// Pages of these origins (`https://app.example.com`) may call, besides the same origin;
+    /// compared as (scheme, host, port) tuples per RFC 6454 ([`OriginPolicy::allow`]).
+    ///
+    /// # Panics
+    ///
+    /// If an entry is not an origin (`scheme://host[:port]`).
     pub fn allow_origins<I, S>(origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<str>,
     {
         Cors {
-            origins: Origins::List(origins.into_iter().map(Into::into).collect()),
+            origins: OriginPolicy::allow(origins),
             ..Cors::same_origin()
         }
     }
@@ -90,7 +89,7 @@ impl Cors {
     /// Any page on the web may call. An explicit opt-in, for public APIs.
     pub fn allow_any_origin() -> Self {
         Cors {
-            origins: Origins::Any,
+            origins: OriginPolicy::any(),
             ..Cors::same_origin()
         }
     }
@@ -111,18 +110,17 @@ impl Cors {
             && request
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        let same = origin
-            .to_str()
-            .is_ok_and(|origin| same_origin(origin, request));
-        if same && !preflight {
-            return Verdict::Pass;
-        }
-        if !same && !self.allows(origin) {
-            tracing::debug!(?origin, "cross-origin grpc-web request refused");
-            return Verdict::Respond(plain(
-                StatusCode::FORBIDDEN,
-                "origin not allowed to call this server\n",
-            ));
+        match self.origins.check(request) {
+            OriginCheck::NoOrigin => return Verdict::Pass,
+            OriginCheck::SameOrigin if !preflight => return Verdict::Pass,
+            OriginCheck::SameOrigin | OriginCheck::Allowed => {}
+            OriginCheck::Refused => {
+                tracing::debug!(?origin, "cross-origin grpc-web request refused");
+                return Verdict::Respond(plain(
+                    StatusCode::FORBIDDEN,
+                    "origin not allowed to call this server\n",
+                ));
+            }
         }
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -150,45 +148,6 @@ impl Cors {
             HeaderValue::from_static(EXPOSE_HEADERS),
         );
         Verdict::Allow(headers)
-    }
-
-    fn allows(&self, origin: &HeaderValue) -> bool {
-        match &self.origins {
-            Origins::SameOrigin => false,
-            Origins::Any => true,
-            Origins::List(list) => origin.to_str().is_ok_and(|origin| {
-                list.iter()
-                    .any(|allowed| allowed.eq_ignore_ascii_case(origin))
-            }),
-        }
-    }
-}
-
-/// Whether the origin's `host[:port]` is the authority the request was sent to (`Host` on
-/// HTTP/1.1, `:authority` on HTTP/2), ignoring ASCII case.
-fn same_origin<B>(origin: &str, request: &Request<B>) -> bool {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .or_else(|| {
-            request
-                .uri()
-                .authority()
-                .map(|authority| authority.as_str())
-        });
-    let Some(host) = host else {
-        return false;
-    };
-    // `null` (sandboxed frames, file: pages) does not parse as scheme://authority and fails.
-    let Ok(origin) = origin.parse::<Uri>() else {
-        return false;
-    };
-    match (origin.scheme(), origin.authority()) {
-        (Some(_), Some(authority)) => {
-            !authority.as_str().contains('@') && authority.as_str().eq_ignore_ascii_case(host)
-        }
-        _ => false,
     }
 }
 
@@ -221,6 +180,12 @@ mod tests {
             cors.check(&request(Method::POST, Some("http://127.0.0.1:8080"))),
             Verdict::Pass
         ));
+        // RFC 6454: the default port is filled in before comparing.
+        let mut default_port = request(Method::POST, Some("https://chat.example"));
+        default_port
+            .headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("chat.example:443"));
+        assert!(matches!(cors.check(&default_port), Verdict::Pass));
         match cors.check(&request(Method::POST, Some("https://evil.example"))) {
             Verdict::Respond(response) => assert_eq!(response.status(), StatusCode::FORBIDDEN),
             other => panic!("expected a refusal, got {other:?}"),

@@ -7,6 +7,7 @@
 //! # async fn flow<H: wsgrpc::ws::Handler>(mut request: http::Request<()>, handler: H) {
 //! let on_upgrade = hyper::upgrade::on(&mut request);
 //! let mut upgrade = Upgrade::from_request(request, None).expect("an upgrade request");
+//! Config::default().check_origin(&upgrade).expect("same origin"); // else 403
 //! handler.on_upgrade(&mut upgrade).await.expect("accepted");
 //! let response = upgrade.response(); // sent by hyper as the 101
 //! let io = hyper_util::rt::TokioIo::new(on_upgrade.await.expect("upgraded"));

@@ -93,7 +93,7 @@ impl<H: Handler> Acceptor<H> {
         guard: ConnectionGuard,
         deadline: Instant,
     ) -> Result<Accepted, Rejection> {
-        let mut upgrade = Upgrade::from_request(request, peer)?;
+        let mut upgrade = Upgrade::validate(request, peer, &self.config)?;
         let decided = AssertUnwindSafe(self.handler.on_upgrade(&mut upgrade)).catch_unwind();
         match tokio::time::timeout_at(deadline, decided).await {
             Ok(Ok(Ok(()))) => Ok(Accepted { upgrade, guard }),

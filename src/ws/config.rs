@@ -17,7 +17,11 @@
 
 use std::time::Duration;
 
+use http::StatusCode;
 use tungstenite::protocol::WebSocketConfig;
+
+use crate::origin::{OriginCheck, OriginPolicy};
+use crate::ws::{Rejection, Upgrade};
 
 /// Connection limits and timeouts. Fields are public to read; set them with the builder methods of
 /// the same name.
@@ -76,6 +80,17 @@ pub struct Config {
     /// Buffered outgoing bytes above which frames are written to the socket before the batch ends.
     /// Default 128 KiB (tungstenite's default).
     pub write_buffer_size: usize,
+    /// Which web pages may open connections, checked before
+    /// [`Handler::on_upgrade`](crate::ws::Handler::on_upgrade) by [`Server`](crate::ws::Server),
+    /// [`serve::App`](crate::serve::App) and the axum adapter alike. Refused upgrades get `403`
+    /// with a short plain-text body. Default [`OriginPolicy::same_origin`]: a request without
+    /// `Origin` (not a browser) passes, a page of the origin the request was sent to passes
+    /// (RFC 6454 comparison, see [`origin`](crate::origin)), every other page is refused. Browsers
+    /// send cookies with upgrades from any site and WebSocket has no CORS, so without this any
+    /// site a user visits could open a connection in the user's name (cross-site WebSocket
+    /// hijacking). Opt out with [`allow_any_origin`](Self::allow_any_origin), widen with
+    /// [`allow_origins`](Self::allow_origins).
+    pub origin_policy: OriginPolicy,
 }
 
 impl Default for Config {
@@ -95,6 +110,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             read_buffer_size: 2 << 10,
             write_buffer_size: 128 << 10,
+            origin_policy: OriginPolicy::same_origin(),
         }
     }
 }
@@ -143,9 +159,54 @@ setters! {
     read_buffer_size: usize,
     /// Sets [`Config::write_buffer_size`].
     write_buffer_size: usize,
+    /// Sets [`Config::origin_policy`].
+    origin_policy: OriginPolicy,
 }
 
 impl Config {
+    /// Lets pages of any origin open connections ([`OriginPolicy::any`]): for endpoints that
+    /// rely on no cookies, HTTP auth or client certificates, such as a public feed or a
+    /// conformance test server.
+    #[must_use]
+    pub fn allow_any_origin(self) -> Self {
+        self.origin_policy(OriginPolicy::any())
+    }
+
+    /// Lets pages of these origins open connections, besides the same origin
+    /// ([`OriginPolicy::allow`]): `https://app.example`, `http://localhost:3000`.
+    ///
+    /// # Panics
+    ///
+    /// If an entry is not an origin (`scheme://host[:port]`).
+    #[must_use]
+    pub fn allow_origins<I, S>(self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.origin_policy(OriginPolicy::allow(origins))
+    }
+
+    /// Applies [`Config::origin_policy`] to an upgrade request: `Ok` to go on, else the `403`.
+    /// The crate's servers call it before `on_upgrade`; call it yourself when you upgrade with
+    /// [`Upgrade::from_request`] and [`serve_connection`](crate::ws::serve_connection).
+    pub fn check_origin(&self, upgrade: &Upgrade) -> Result<(), Rejection> {
+        match self.origin_policy.check(upgrade.request()) {
+            OriginCheck::NoOrigin | OriginCheck::SameOrigin | OriginCheck::Allowed => Ok(()),
+            OriginCheck::Refused => {
+                tracing::debug!(
+                    origin = ?upgrade.headers().get(http::header::ORIGIN),
+                    host = ?upgrade.headers().get(http::header::HOST),
+                    "websocket upgrade from another origin refused"
+                );
+                Err(Rejection::new(
+                    StatusCode::FORBIDDEN,
+                    "cross-origin websocket request refused\n",
+                ))
+            }
+        }
+    }
+
     /// The tungstenite configuration these limits translate to.
     pub(crate) fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()

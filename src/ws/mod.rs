@@ -31,8 +31,9 @@
 //! - [`Session`]: one connection as a handler sees it; [`SessionHandle`] sends into it from other
 //!   tasks. Outgoing messages go through a bounded queue.
 //! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers; [`layer`] has the
-//!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (origin, auth,
-//!   subprotocol).
+//!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (auth,
+//!   subprotocol, upgrade rate limit). The origin check is no guard but a
+//!   [`Config::origin_policy`], on by default.
 //! - [`Router`]: dispatch by path on [`matchit`] patterns (axum's), with captures
 //!   ([`PathParams`]); unknown paths get `404`.
 //! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON.
@@ -60,6 +61,18 @@
 //! | a message that is not valid JSON, under `InvalidMessage::Close` | 1007 |
 //! | a query that does not fit `Session::query_as` (feature `json`), returned from a hook | 1008 |
 //! | a hook over its [`TimeoutLayer`](layer::TimeoutLayer) deadline | 1011 |
+//!
+//! Before the `101`, refusals are HTTP responses (see [`Upgrade::from_request`] for every rule):
+//!
+//! | what happened | status |
+//! |---|---|
+//! | `Host` missing, repeated or invalid (RFC 9112 section 3.2); HTTP/1.0; malformed head or key | 400 |
+//! | a method other than GET | 405 with `Allow: GET` |
+//! | not an upgrade request, or `Sec-WebSocket-Version` other than 13 | 426 |
+//! | a page of another origin, under the default [`Config::origin_policy`] | 403 |
+//! | over a [`guard::UpgradeRateLimitLayer`] limit | 429 with `Retry-After` |
+//! | request head over [`Config::max_request_head_size`] | 431 |
+//! | [`Config::max_connections`] reached | 503 with `Retry-After` |
 
 pub(crate) mod accept;
 mod config;

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
-use crate::ws::Extensions;
+use crate::origin::request_authority;
+use crate::ws::{Config, Extensions};
 
 /// A validated WebSocket upgrade request, waiting for its response.
 #[derive(Debug)]
@@ -32,14 +33,27 @@ impl Upgrade {
     /// [`Handler::on_upgrade`](crate::ws::Handler::on_upgrade), answer with [`Upgrade::response`], then
     /// hand the upgraded stream to [`serve_connection`](crate::ws::serve_connection).
     ///
-    /// A request that is not a WebSocket handshake gets a [`Rejection`] explaining why: 405 for a
-    /// method other than GET, 426 when the `Upgrade`/`Connection` headers or version 13 are missing,
-    /// 400 for a missing or malformed `Sec-WebSocket-Key`.
+    /// Every rule of RFC 9112 section 3.2 and RFC 6455 section 4.2.1 is checked; a request
+    /// breaking one gets a [`Rejection`] with a plain-text body saying which:
+    ///
+    /// | request | status |
+    /// |---|---|
+    /// | HTTP/1.0 (RFC 6455 4.2.1 item 1) | 400 |
+    /// | HTTP/1.1 without `Host`, with two `Host` lines, or a `Host` that is not `uri-host [":" port]` (RFC 9112 3.2); an absolute-form target with an invalid authority | 400 |
+    /// | a target that is neither a path nor an absolute `http(s)`/`ws(s)` URI | 400 |
+    /// | a method other than GET | 405 with `Allow: GET` |
+    /// | `Upgrade` without `websocket` or `Connection` without `Upgrade` | 426 with `Upgrade: websocket` |
+    /// | two `Sec-WebSocket-Version` lines (RFC 6455 11.3.5) | 400 |
+    /// | `Sec-WebSocket-Version` missing or not 13 (RFC 6455 4.2.2 item 4) | 426 with `Sec-WebSocket-Version: 13` |
+    /// | `Sec-WebSocket-Key` missing, repeated (11.3.1) or not base64 of 16 bytes | 400 |
+    ///
+    /// HTTP/2 requests (RFC 8441) take their authority from `:authority` and need no `Host`.
+    /// The origin check is separate ([`Config::check_origin`]): the crate's servers run both.
     pub fn from_request(
         request: Request<()>,
         peer_addr: Option<SocketAddr>,
     ) -> Result<Self, Rejection> {
-        let accept_key = validate(&request)?;
+        let accept_key = validate_handshake(&request)?;
         Ok(Upgrade {
             request,
             peer_addr,
@@ -48,6 +62,18 @@ impl Upgrade {
             response_headers: HeaderMap::new(),
             extensions: Extensions::new(),
         })
+    }
+
+    /// What every upgrade path of the crate runs before `on_upgrade`: [`Upgrade::from_request`],
+    /// then [`Config::check_origin`].
+    pub(crate) fn validate(
+        request: Request<()>,
+        peer_addr: Option<SocketAddr>,
+        config: &Config,
+    ) -> Result<Self, Rejection> {
+        let upgrade = Upgrade::from_request(request, peer_addr)?;
+        config.check_origin(&upgrade)?;
+        Ok(upgrade)
     }
 
     /// The upgrade request (method, URI, headers).
@@ -251,8 +277,37 @@ pub(crate) fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &st
         .any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
-/// Checks the opening handshake and computes `Sec-WebSocket-Accept`.
-fn validate(request: &Request<()>) -> Result<HeaderValue, Rejection> {
+/// Checks the opening handshake, rule by rule, and computes `Sec-WebSocket-Accept`.
+///
+/// The order decides which status a request breaking several rules gets: first what makes it a
+/// valid HTTP/1.1 request at all (version, `Host`, target: 400), then the method (405), then
+/// whether it asks for a WebSocket (426), then the WebSocket headers.
+fn validate_handshake(request: &Request<()>) -> Result<HeaderValue, Rejection> {
+    // RFC 6455 section 4.2.1 item 1: "an HTTP/1.1 or higher GET request". An HTTP/1.0 request
+    // is a malformed handshake, so 400 (the same section's closing paragraph); 426 would ask the
+    // client to switch protocols, which HTTP/1.0 cannot express (it has no `Upgrade`).
+    if request.version() < Version::HTTP_11 {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "websocket upgrades need HTTP/1.1\n",
+        ));
+    }
+    // RFC 9112 section 3.2 (and RFC 6455 section 4.2.1 item 2): Host present, once, valid. On
+    // HTTP/2 (RFC 8441) the authority is `:authority` instead.
+    request_authority(request)?;
+    // RFC 6455 section 4.2.1 item 1: the target is a resource name (origin form) or an absolute
+    // http, https, ws or wss URI.
+    let uri = request.uri();
+    let target_ok = uri.path().starts_with('/')
+        && uri
+            .scheme_str()
+            .is_none_or(|scheme| matches!(scheme, "http" | "https" | "ws" | "wss"));
+    if !target_ok {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "invalid request target for a websocket upgrade\n",
+        ));
+    }
     if request.method() != Method::GET {
         return Err(Rejection::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -260,12 +315,7 @@ fn validate(request: &Request<()>) -> Result<HeaderValue, Rejection> {
         )
         .with_header(header::ALLOW, HeaderValue::from_static("GET")));
     }
-    if request.version() < Version::HTTP_11 {
-        return Err(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "websocket upgrades need HTTP/1.1\n",
-        ));
-    }
+    // RFC 6455 section 4.2.1 items 3 and 4, tokens compared without ASCII case.
     let headers = request.headers();
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
@@ -274,38 +324,54 @@ fn validate(request: &Request<()>) -> Result<HeaderValue, Rejection> {
             "this endpoint speaks websocket: send an upgrade request\n",
         ));
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
+    // RFC 6455 section 11.3.5: the version header appears at most once; section 4.2.2 item 4:
+    // another version gets 426 and the versions this server speaks.
+    let version = single(headers, header::SEC_WEBSOCKET_VERSION)
+        .map_err(|()| bad_request("more than one Sec-WebSocket-Version header\n"))?;
+    if version.map(HeaderValue::as_bytes) != Some(b"13") {
         return Err(upgrade_required(
             "unsupported Sec-WebSocket-Version: use 13\n",
         ));
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or_else(|| Rejection::new(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n"))?;
-    // The key is 16 random bytes in base64: 22 significant characters and "==" (RFC 6455 4.1).
-    let key_bytes = key.as_bytes();
-    let well_formed = key_bytes.len() == 24
-        && key_bytes.ends_with(b"==")
-        && key_bytes[..22]
-            .iter()
-            .all(|byte| byte.is_ascii_alphanumeric() || *byte == b'+' || *byte == b'/');
-    if !well_formed {
-        return Err(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "malformed Sec-WebSocket-Key\n",
-        ));
+    // RFC 6455 section 11.3.1: the key appears at most once; section 4.2.1 item 5: it is the
+    // base64 of 16 bytes.
+    let key = single(headers, header::SEC_WEBSOCKET_KEY)
+        .map_err(|()| bad_request("more than one Sec-WebSocket-Key header\n"))?
+        .ok_or_else(|| bad_request("missing Sec-WebSocket-Key\n"))?;
+    if !is_base64_of_16_bytes(key.as_bytes()) {
+        return Err(bad_request("malformed Sec-WebSocket-Key\n"));
     }
-    let accept = tungstenite::handshake::derive_accept_key(key_bytes);
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     HeaderValue::from_str(&accept).map_err(|_| {
         Rejection::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode accept key\n",
         )
     })
+}
+
+fn bad_request(body: &'static str) -> Rejection {
+    Rejection::new(StatusCode::BAD_REQUEST, body)
+}
+
+/// The one value of a header that may appear at most once; `Err` when it appears more often.
+fn single(headers: &HeaderMap, name: HeaderName) -> Result<Option<&HeaderValue>, ()> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (_, Some(_)) => Err(()),
+        (value, None) => Ok(value),
+    }
+}
+
+/// Whether `key` is the canonical base64 (RFC 4648 section 4, padded) of exactly 16 bytes: 21
+/// characters of 6 bits, one holding the last 2 bits (its low 4 bits zero, so one of `A`, `Q`,
+/// `g`, `w`), and `==`.
+fn is_base64_of_16_bytes(key: &[u8]) -> bool {
+    let is_base64 = |byte: &u8| byte.is_ascii_alphanumeric() || *byte == b'+' || *byte == b'/';
+    key.len() == 24
+        && key[..21].iter().all(is_base64)
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+        && &key[22..] == b"=="
 }
 
 #[cfg(test)]
@@ -336,32 +402,84 @@ mod tests {
         assert_eq!(upgrade.query(), Some("x=1"));
     }
 
+    /// The status `request` is refused with, or `None` when it is accepted.
+    fn refusal(request: http::request::Builder) -> Option<Rejection> {
+        Upgrade::from_request(request.body(()).expect("valid"), None).err()
+    }
+
+    fn without(name: &str) -> http::request::Builder {
+        let mut builder = request();
+        builder.headers_mut().expect("valid").remove(name);
+        builder
+    }
+
     #[test]
-    fn plain_http_gets_426_and_bad_key_400() {
-        let plain = Request::get("/").body(()).expect("valid");
+    fn every_rule_has_its_status() {
+        let status = |request| refusal(request).map(|rejection| rejection.status());
+        let bad = Some(StatusCode::BAD_REQUEST);
+        assert_eq!(status(request()), None);
+        // RFC 9112 section 3.2: Host.
+        assert_eq!(status(without("host")), bad);
+        assert_eq!(status(request().header("host", "example.com")), bad);
+        assert_eq!(status(without("host").header("host", "exa mple.com")), bad);
+        assert_eq!(status(without("host").header("host", "u@example.com")), bad);
+        // Absolute form: the target's authority must be valid too, Host still required.
+        assert_eq!(status(request().uri("ws://example.com/ws")), None);
+        assert_eq!(status(without("host").uri("ws://example.com/ws")), bad);
+        assert_eq!(status(request().uri("ftp://example.com/ws")), bad);
+        assert_eq!(status(request().uri("*")), bad);
+        // HTTP version.
+        assert_eq!(status(request().version(Version::HTTP_10)), bad);
+        // Method.
+        let post = refusal(request().method(Method::POST)).expect("refused");
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(post.headers()[header::ALLOW], "GET");
+        // Upgrade and Connection.
+        for builder in [
+            without("upgrade"),
+            without("connection"),
+            without("upgrade").header("upgrade", "h2c"),
+            without("connection").header("connection", "keep-alive"),
+        ] {
+            let refused = refusal(builder).expect("refused");
+            assert_eq!(refused.status(), StatusCode::UPGRADE_REQUIRED);
+            assert_eq!(refused.headers()[header::UPGRADE], "websocket");
+        }
+        // Sec-WebSocket-Version.
+        for builder in [
+            without("sec-websocket-version"),
+            without("sec-websocket-version").header("sec-websocket-version", "8"),
+        ] {
+            let refused = refusal(builder).expect("refused");
+            assert_eq!(refused.status(), StatusCode::UPGRADE_REQUIRED);
+            assert_eq!(refused.headers()[header::SEC_WEBSOCKET_VERSION], "13");
+        }
+        assert_eq!(status(request().header("sec-websocket-version", "13")), bad);
+        // Sec-WebSocket-Key.
+        assert_eq!(status(without("sec-websocket-key")), bad);
         assert_eq!(
-            Upgrade::from_request(plain, None)
-                .expect_err("plain")
-                .status(),
-            StatusCode::UPGRADE_REQUIRED
+            status(request().header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")),
+            bad
         );
-        let mut bad_key = request().body(()).expect("valid");
-        bad_key
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("short"));
-        assert_eq!(
-            Upgrade::from_request(bad_key, None)
-                .expect_err("bad key")
-                .status(),
-            StatusCode::BAD_REQUEST
-        );
-        let post = Request::post("/").body(()).expect("valid");
-        assert_eq!(
-            Upgrade::from_request(post, None)
-                .expect_err("post")
-                .status(),
-            StatusCode::METHOD_NOT_ALLOWED
-        );
+        for key in [
+            "short",
+            "dGhlIHNhbXBsZSBub25jZR==", // 16 bytes with stray bits: not canonical
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZQ.=",
+            "dGhlIHNhbXBsZSBub25jZSBhbmQgbW9yZQ==", // 26 bytes
+        ] {
+            let builder = without("sec-websocket-key").header("sec-websocket-key", key);
+            assert_eq!(status(builder), bad, "{key}");
+        }
+    }
+
+    #[test]
+    fn http2_needs_no_host_line() {
+        let builder = without("host")
+            .uri("https://example.com/ws")
+            .version(Version::HTTP_2);
+        // The authority comes from the URI (`:authority`); no Host line is needed.
+        assert_eq!(refusal(builder).map(|rejection| rejection.status()), None);
     }
 
     #[test]

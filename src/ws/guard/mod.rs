@@ -7,8 +7,9 @@
 //! read, rather than a WebSocket that opens and closes at once.
 //!
 //! ```
+//! use std::time::Duration;
 //! use http::StatusCode;
-//! use wsgrpc::ws::guard::{AuthLayer, OriginLayer, ProtocolLayer};
+//! use wsgrpc::ws::guard::{AuthLayer, ProtocolLayer, UpgradeRateLimitLayer};
 //! use wsgrpc::ws::{handler_fn, HandlerBuilder, Message, Rejection, SessionHandle};
 //!
 //! /// Who a valid token belongs to; guards put it in the session's extensions.
@@ -24,8 +25,8 @@
 //!     session.send(message).await
 //! });
 //! let handler = HandlerBuilder::new()
-//!     // Browsers from other sites are refused; this one site is allowed too.
-//!     .layer(OriginLayer::new().allow("https://app.example.com"))
+//!     // At most 10 upgrades a minute from one IP address; more get 429 with Retry-After.
+//!     .layer(UpgradeRateLimitLayer::new(10, Duration::from_secs(60)))
 //!     // `Authorization: Bearer <token>`, or `?access_token=<token>` for browsers.
 //!     .layer(AuthLayer::new(check_token).query_param("access_token"))
 //!     // Answer with the first of these the client offers; `session.protocol()` tells which.
@@ -34,8 +35,11 @@
 //! # let _ = handler;
 //! ```
 //!
-//! - [`OriginLayer`]: refuses cross-site browser requests (`403`), closing the cross-site
-//!   WebSocket hijacking hole; allowing every origin is an explicit [`OriginLayer::allow_any`].
+//! - The origin check is not a guard: it is on by default in every server, as
+//!   [`Config::origin_policy`](crate::ws::Config::origin_policy) (cross-site pages get `403`),
+//!   so forgetting a layer cannot open the cross-site WebSocket hijacking hole.
+//! - [`UpgradeRateLimitLayer`]: upgrades per client IP address (or per key you derive, such as
+//!   the authenticated user), `429` with `Retry-After` beyond the limit.
 //! - [`AuthLayer`]: a bearer token from the `Authorization` header or a query parameter, checked
 //!   by your async function; what it returns is in the session's extensions (`401` without a
 //!   token, your rejection for a bad one).
@@ -43,12 +47,12 @@
 //!   [`Session::protocol`](crate::ws::Session::protocol).
 
 mod auth;
-mod origin;
 mod protocol;
+mod rate_limit;
 
 pub use auth::{Auth, AuthLayer, Authenticate};
-pub use origin::{Origin, OriginLayer};
 pub use protocol::{Protocol, ProtocolLayer};
+pub use rate_limit::{UpgradeRateLimit, UpgradeRateLimitLayer};
 
 /// Forwards the hooks after `on_upgrade` to `self.inner` unchanged.
 macro_rules! pass_through_after_upgrade {
