@@ -407,7 +407,7 @@ impl<H: Handler> Routing<H> {
     async fn route(&self, request: Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
         // RFC 9112 section 3.2: missing, repeated or invalid Host gets 400, whatever the protocol.
         if let Err(rejection) = crate::origin::request_authority(&request) {
-            return full(rejection.into_response());
+            return full(rejection.into_http());
         }
         match Protocol::of(&request, self.grpc_web.is_some()) {
             Protocol::WebSocket => full(self.websocket.upgrade(request, peer).await),

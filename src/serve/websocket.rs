@@ -66,7 +66,7 @@ impl<H: Handler> Endpoint<H> {
         let acceptor = &self.acceptor;
         let guard = match acceptor.admit() {
             Ok(guard) => guard,
-            Err(rejection) => return rejection.into_response(),
+            Err(rejection) => return rejection.into_http(),
         };
         let on_upgrade = hyper::upgrade::on(&mut request);
         let (parts, _body) = request.into_parts();
@@ -76,7 +76,7 @@ impl<H: Handler> Endpoint<H> {
             .await
         {
             Ok(accepted) => accepted,
-            Err(rejection) => return rejection.into_response(),
+            Err(rejection) => return rejection.into_http(),
         };
         let response = accepted.response();
         let acceptor = acceptor.clone();

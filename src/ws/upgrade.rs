@@ -233,8 +233,10 @@ impl Rejection {
         &self.inner.body
     }
 
-    /// Converts into an `http::Response`, for servers built on hyper or axum.
-    pub fn into_response(self) -> Response<Bytes> {
+    /// Converts into an `http::Response` with the body as `Bytes`, for servers built on hyper
+    /// (named as tonic's `Status::into_http`; with the `axum` feature, axum's `IntoResponse` is
+    /// implemented too).
+    pub fn into_http(self) -> Response<Bytes> {
         let RejectionParts {
             status,
             headers,
@@ -253,7 +255,7 @@ impl Rejection {
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl axum::response::IntoResponse for Rejection {
     fn into_response(self) -> axum::response::Response {
-        Rejection::into_response(self).map(axum::body::Body::from)
+        self.into_http().map(axum::body::Body::from)
     }
 }
 
