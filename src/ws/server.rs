@@ -33,8 +33,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::error::Result;
-use crate::ws::connection::serve_registered;
 use crate::ws::connections::{ConnectionGuard, Connections};
+use crate::ws::engine::serve_registered;
 use crate::ws::handshake::{HeadError, read_request, write_rejection, write_response};
 use crate::ws::{Config, Handler, Rejection, Upgrade};
 
