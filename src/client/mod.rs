@@ -67,8 +67,8 @@ use tungstenite::protocol::{CloseFrame, Role};
 pub use reconnect::{Reconnect, WhileDisconnected};
 
 use crate::error::{Error, Result};
-use crate::ws::connection::{Link, Queue, run};
-use crate::ws::queue;
+use crate::ws::engine::queue;
+use crate::ws::engine::{Link, Queue, run};
 use crate::ws::session::{Outgoing, close_message, enqueue, try_enqueue};
 use crate::ws::{CloseCode, CloseReason, Config, Extensions, Handler, Message, Session, Utf8Bytes};
 use transport::Transport;

@@ -26,7 +26,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use crate::ws::connection::serve_registered;
+use crate::ws::engine::serve_registered;
 use crate::ws::{CloseReason, Config, ConnectionGuard, Connections, Handler, Rejection, Upgrade};
 
 /// A handler with its limits and the set its connections are counted in: what decides upgrades

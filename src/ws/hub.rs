@@ -418,7 +418,7 @@ mod tests {
     use tokio::sync::oneshot;
     use tungstenite::protocol::CloseFrame;
 
-    type Outgoing = crate::ws::queue::Receiver<tungstenite::Message>;
+    type Outgoing = crate::ws::engine::queue::Receiver<tungstenite::Message>;
 
     /// An in-process session with a queue of `bound` messages.
     fn session(bound: usize) -> (Session, Outgoing, oneshot::Receiver<CloseFrame>) {

@@ -76,28 +76,25 @@
 
 pub(crate) mod accept;
 mod config;
-pub(crate) mod connection;
 mod connections;
+pub(crate) mod engine;
 mod extensions;
 pub mod guard;
 mod handler;
 pub(crate) mod handshake;
 mod hub;
-mod io;
 pub mod layer;
 pub(crate) mod message;
 mod query;
-pub(crate) mod queue;
 mod router;
 mod server;
 pub(crate) mod session;
-mod timers;
 mod typed;
 pub(crate) mod upgrade;
 
 pub use config::Config;
-pub use connection::{serve_connection, serve_connection_with};
 pub use connections::{ConnectionGuard, Connections};
+pub use engine::{serve_connection, serve_connection_with};
 pub use extensions::Extensions;
 pub use handler::{Handler, HandlerFn, handler_fn};
 pub use hub::{Delivery, Hub, SlowConsumer};

@@ -22,8 +22,8 @@ use tungstenite::protocol::CloseFrame;
 
 use crate::error::{Error, Result};
 use crate::ws::Extensions;
+use crate::ws::engine::queue;
 use crate::ws::message::{CloseCode, Message, Utf8Bytes, fit_close_reason};
-use crate::ws::queue;
 
 /// A process-wide unique connection id, assigned in accept order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,147 @@
+//! The closing handshake (RFC 6455 section 7): carrying out an [`End`], bounded by
+//! [`Config::close_timeout`](crate::ws::Config::close_timeout).
+//!
+//! When the peer closed, its close frame is echoed and the server closes TCP first (section
+//! 7.1.1). When this side closes, it sends its frame and discards input until the peer's reply.
+//! When the peer broke the protocol, the frame is sent, the write side shut down, and input
+//! drained for a while (lingering), so the peer reads the close frame rather than a TCP reset.
+
+use std::future::poll_fn;
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tungstenite::protocol::CloseFrame;
+
+use super::connection::Connection;
+use super::end::{End, end_for};
+use super::io::SyncIo;
+use crate::ws::message::{CloseCode, CloseReason, ClosedBy};
+
+impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
+    /// Sends this side's close frame after everything already written, and stops taking messages.
+    pub(super) fn start_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: CloseFrame,
+    ) -> Result<(), End> {
+        self.outgoing.close();
+        if self.closing.is_some() || !self.ws.can_write() {
+            return Ok(());
+        }
+        self.closing = Some(frame.clone());
+        self.flush_pending = true;
+        match self
+            .ws
+            .close(&mut SyncIo::new(&mut self.io, cx), Some(frame))
+        {
+            Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {
+                self.flush_pending = false;
+                Ok(())
+            }
+            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                Ok(())
+            }
+            Err(error) => Err(end_for(error)),
+        }
+    }
+
+    /// Carries out the end of the connection, bounded by `close_timeout`, and says why it ended.
+    pub(super) async fn finish(&mut self, end: End) -> CloseReason {
+        self.outgoing.connection_ended();
+        let close_timeout = self.config.close_timeout;
+        match end {
+            End::PeerClosed(frame) => {
+                // Drive out the echo tungstenite queued; the server then closes TCP first (RFC 6455
+                // section 7.1.1), which tungstenite reports as ConnectionClosed.
+                let _ =
+                    tokio::time::timeout(close_timeout, poll_fn(|cx| self.poll_flush_to_end(cx)))
+                        .await;
+                self.shutdown_write(close_timeout).await;
+                match frame {
+                    Some(frame) => CloseReason::new(frame.code, frame.reason, ClosedBy::Peer),
+                    None => CloseReason::new(CloseCode::Status, "", ClosedBy::Peer),
+                }
+            }
+            End::Close(frame) => {
+                let reason = CloseReason::new(frame.code, frame.reason.clone(), ClosedBy::Local);
+                let handshake = async {
+                    if poll_fn(|cx| Poll::Ready(self.start_close(cx, frame.clone())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // Discard whatever the peer still sends until its close frame arrives.
+                    poll_fn(|cx| self.poll_until_closed(cx)).await;
+                };
+                if tokio::time::timeout(close_timeout, handshake)
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("peer did not answer the close frame in time");
+                }
+                self.shutdown_write(close_timeout).await;
+                reason
+            }
+            End::Fail(frame) => {
+                let reason = CloseReason::new(frame.code, frame.reason.clone(), ClosedBy::Local);
+                let deadline = Instant::now() + close_timeout;
+                let sent = async {
+                    if poll_fn(|cx| Poll::Ready(self.start_close(cx, frame.clone())))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = poll_fn(|cx| self.poll_flush_to_end(cx)).await;
+                    }
+                };
+                let _ = tokio::time::timeout_at(deadline, sent).await;
+                self.shutdown_write(close_timeout).await;
+                self.linger(deadline).await;
+                reason
+            }
+            End::Abort(reason) => reason,
+        }
+    }
+
+    /// Flushes until tungstenite's buffer is empty or the connection is terminated.
+    fn poll_flush_to_end(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), End>> {
+        match self.poll_flush(cx) {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => Poll::Pending,
+            Err(end) => Poll::Ready(Err(end)),
+        }
+    }
+
+    /// Reads and discards until the close handshake completes or the transport ends.
+    fn poll_until_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self.ws.read(&mut SyncIo::new(&mut self.io, cx)) {
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return Poll::Pending;
+                }
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
+
+    async fn shutdown_write(&mut self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.io.shutdown()).await;
+    }
+
+    /// Reads and discards raw input until the peer closes or `deadline` passes.
+    async fn linger(&mut self, deadline: Instant) {
+        let mut scratch = [0u8; 1024];
+        let drain = async {
+            while let Ok(read) = self.io.read(&mut scratch).await {
+                if read == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, drain).await;
+    }
+}
