@@ -128,16 +128,19 @@ async fn connection<Io, C>(
         None => connector.serve(io, peer, ticket, shutdown).await,
         #[cfg(feature = "tls")]
         Some(acceptor) => {
-            let handshake = acceptor.accept(io, tls_handshake_timeout, peer);
-            let stream = tokio::select! {
-                stream = handshake => stream,
-                // A connection still shaking hands has nothing in flight: drop it at once.
-                () = shutdown.triggered() => None,
-            };
+            // Boxed: the handshake's state (a rustls connection mid-handshake) runs once and
+            // should not enlarge every connection's task, plain ones included.
+            let stream = Box::pin(async {
+                tokio::select! {
+                    // Boxed here too, so no TLS state is kept in this task's own frame.
+                    stream = acceptor.accept(io, tls_handshake_timeout, peer) => stream.map(Box::new),
+                    // A connection still shaking hands has nothing in flight: drop it at once.
+                    () = shutdown.triggered() => None,
+                }
+            })
+            .await;
             if let Some(stream) = stream {
-                connector
-                    .serve(Box::new(stream), peer, ticket, shutdown)
-                    .await;
+                connector.serve(stream, peer, ticket, shutdown).await;
             }
         }
         #[cfg(not(feature = "tls"))]

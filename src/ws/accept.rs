@@ -18,6 +18,7 @@
 //! Only the transport around it differs: who writes the response and where the upgraded stream
 //! comes from.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 
@@ -121,20 +122,20 @@ impl<H: Handler> Acceptor<H> {
     /// Step 4: runs the accepted connection on its upgraded stream until it ends. `read_ahead` is
     /// what arrived after the request head (a client may send its first frame without waiting for
     /// the `101`).
-    pub(crate) async fn run<S>(&self, io: S, accepted: Accepted, read_ahead: Vec<u8>) -> CloseReason
+    ///
+    /// Not an `async fn`: it hands its arguments straight to the engine instead of keeping a copy
+    /// of the upgrade in one more future layer, which every idle connection would carry.
+    pub(crate) fn run<'a, S>(
+        &'a self,
+        io: S,
+        accepted: Accepted,
+        read_ahead: Vec<u8>,
+    ) -> impl Future<Output = CloseReason> + Send + 'a
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'a,
     {
-        let Accepted { upgrade, mut guard } = accepted;
-        serve_registered(
-            io,
-            upgrade,
-            read_ahead,
-            &self.handler,
-            &self.config,
-            &mut guard,
-        )
-        .await
+        let Accepted { upgrade, guard } = accepted;
+        serve_registered(io, upgrade, read_ahead, &self.handler, &self.config, guard)
     }
 }
 

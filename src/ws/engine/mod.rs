@@ -103,7 +103,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     H: Handler,
 {
-    let link = server_link(upgrade, config, Vec::new(), None);
+    let link = server_link(upgrade, config, Vec::new());
     run(io, link, handler, config).await
 }
 
@@ -120,23 +120,47 @@ pub async fn serve_connection_with<S, H>(
     upgrade: Upgrade,
     handler: &H,
     config: &Config,
-    mut guard: ConnectionGuard,
+    guard: ConnectionGuard,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     H: Handler,
 {
-    serve_registered(io, upgrade, Vec::new(), handler, config, &mut guard).await
+    serve_registered(io, upgrade, Vec::new(), handler, config, guard).await
 }
 
 /// Runs a server-side connection registered in `guard`'s set, ending it at once on abort.
-pub(crate) async fn serve_registered<S, H>(
+///
+/// Not an `async fn`: the upgrade becomes the session here, before the connection's future
+/// exists, so that future does not keep the request (about 480 bytes) a second time for as long
+/// as the connection lives.
+pub(crate) fn serve_registered<'a, S, H>(
     io: S,
     upgrade: Upgrade,
     read_ahead: Vec<u8>,
+    handler: &'a H,
+    config: &'a Config,
+    guard: ConnectionGuard,
+) -> impl Future<Output = CloseReason> + Send + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'a,
+    H: Handler,
+{
+    registered(
+        io,
+        server_link(upgrade, config, read_ahead),
+        handler,
+        config,
+        guard,
+    )
+}
+
+async fn registered<S, H>(
+    io: S,
+    link: Link<'static>,
     handler: &H,
     config: &Config,
-    guard: &mut ConnectionGuard,
+    mut guard: ConnectionGuard,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -144,20 +168,17 @@ where
 {
     let mut shutdown = guard.register().fuse();
     let aborted = guard.aborted();
-    let link = server_link(upgrade, config, read_ahead, Some(&mut shutdown));
+    let mut link: Link<'_> = link;
+    link.shutdown = Some(&mut shutdown);
     tokio::select! {
         reason = run(io, link, handler, config) => reason,
         () = aborted => CloseReason::new(CloseCode::Abnormal, "shutdown timeout passed", ClosedBy::Local),
     }
 }
 
-/// The link of a server-side connection: its session, its own queue, 1001 on shutdown.
-fn server_link<'q>(
-    upgrade: Upgrade,
-    config: &Config,
-    read_ahead: Vec<u8>,
-    shutdown: Option<&'q mut Fuse<oneshot::Receiver<()>>>,
-) -> Link<'q> {
+/// The link of a server-side connection: its session, its own queue, 1001 on shutdown (its
+/// signal is attached once the connection is registered).
+fn server_link(upgrade: Upgrade, config: &Config, read_ahead: Vec<u8>) -> Link<'static> {
     let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
     let (session, outgoing, forced_close) = Session::new(
         request,
@@ -171,7 +192,7 @@ fn server_link<'q>(
         session,
         outgoing: Queue::Owned(outgoing),
         read_ahead,
-        shutdown,
+        shutdown: None,
         shutdown_frame: SERVER_SHUTDOWN,
         forced_close,
     }
