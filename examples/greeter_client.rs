@@ -34,7 +34,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let name = positional.next().unwrap_or_else(|| "world".to_owned());
 
-    let mut client = GreeterClient::connect(addr).await?;
+    // wsgrpc has no client stack of its own: the channel is tonic's (its `channel` feature).
+    let channel = tonic::transport::Endpoint::from_shared(addr)?.connect().await?;
+    let mut client = GreeterClient::new(channel);
 
     let reply = client
         .say_hello(HelloRequest { name: name.clone() })

@@ -18,16 +18,26 @@
 //!
 //! # Layout
 //!
-//! - [`ws`]: the WebSocket side. Implement [`ws::Handler`] (or pass a closure to
-//!   [`ws::handler_fn`]), wrap it in [`ws::Layer`]s, serve it with [`ws::Server`] or run it on a
-//!   connection hyper or axum upgraded with [`ws::serve_connection`].
-//! - [`grpc`]: the gRPC side: the generated Greeter service, a default implementation to extend, and
-//!   a server builder with health, reflection, limits and graceful shutdown.
-//! - [`serve`]: one listener for WebSocket, gRPC, gRPC-Web and a web page, and an axum adapter.
-//! - [`client`]: a WebSocket client running the same `Handler`, with opt-in reconnect.
-//! - [`rpc`]: typed request/response calls (and pushes) over a WebSocket.
+//! Each module sits behind the cargo feature named after it, so a WebSocket-only build compiles
+//! no gRPC, HTTP/2 or TLS code (the README's feature table lists what each one costs):
+//!
+//! - [`ws`] (feature `ws`, on by default): the WebSocket side. Implement [`ws::Handler`] (or pass
+//!   a closure to [`ws::handler_fn`]), wrap it in [`ws::Layer`]s, serve it with [`ws::Server`] or
+//!   run it on a connection hyper or axum upgraded with [`ws::serve_connection`]. Typed JSON
+//!   messages need `json`.
+//! - `grpc` (feature `grpc`): the gRPC side: the generated Greeter service, a default
+//!   implementation to extend, and a server builder with health, reflection, limits and graceful
+//!   shutdown.
+//! - `serve` (feature `serve`): one listener for WebSocket, gRPC and a web page; gRPC-Web for
+//!   browsers with `grpc-web`, and an axum adapter with `axum`.
+//! - `client` (feature `client`): a WebSocket client running the same `Handler`, with opt-in
+//!   reconnect.
+//! - `rpc` (feature `json`; its client half also needs `client`): typed request/response calls
+//!   (and pushes) over a WebSocket.
 //! - `testing` (feature `test-util`): an in-memory harness to test handlers without sockets.
-//! - [`Error`] and [`Result`]: one error type for both sides.
+//! - `tls` adds `wss://`, `https://` and gRPC over TLS (rustls) to whichever of the above are on.
+//! - [`Error`] and [`Result`]: one error type for both sides; [`http`] is re-exported, so a handler
+//!   that answers with a `StatusCode` needs no second dependency.
 //!
 //! # Design
 //!
@@ -40,20 +50,47 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod error;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod rpc;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub mod serve;
 mod shutdown;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
 pub mod ws;
 
 pub use error::{BoxError, Error, Result};
+/// The `http` crate (request, response, header and status types), re-exported so that code naming
+/// `StatusCode` or `HeaderMap` in a handler or guard needs no dependency of its own, at the version
+/// this crate was built with.
+pub use http;
 pub use shutdown::shutdown_signal;
 
-/// Compiles the README's Rust examples as doctests, so the README cannot drift from the API.
-#[cfg(doctest)]
+/// Compiles the README's Rust examples as doctests, so the README cannot drift from the API. The
+/// README shows every feature, so this only runs when all of them are on (`--all-features`).
+#[cfg(all(
+    doctest,
+    feature = "ws",
+    feature = "client",
+    feature = "json",
+    feature = "grpc",
+    feature = "grpc-web",
+    feature = "serve",
+    feature = "axum",
+    feature = "tls",
+    feature = "test-util"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -3,6 +3,8 @@
 //! pip when they are missing, so `cargo test` alone sets everything up; it is skipped, with a
 //! message, only when `python3` is absent.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

@@ -47,12 +47,15 @@ use tokio::task::JoinSet;
 use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+#[cfg(feature = "grpc-web")]
 use tonic_web::{GrpcWebLayer, GrpcWebService};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::websocket::{Endpoint, is_upgrade};
-use super::{Assets, Config, Cors, cors::Verdict};
+use super::{Assets, Config};
+#[cfg(feature = "grpc-web")]
+use super::{Cors, cors::Verdict};
 use crate::grpc::serve::{
     ACCEPT_ERROR_BACKOFF, configure_http2, drain_started, is_connection_error,
 };
@@ -82,6 +85,7 @@ pub struct App<H = NoWebSocket> {
     handler: H,
     ws_config: ws::Config,
     grpc: Option<GrpcParts>,
+    #[cfg(feature = "grpc-web")]
     grpc_web: Option<Cors>,
     assets: Assets,
     config: Config,
@@ -98,6 +102,7 @@ impl App<NoWebSocket> {
             handler: NoWebSocket,
             ws_config: ws::Config::default(),
             grpc: None,
+            #[cfg(feature = "grpc-web")]
             grpc_web: None,
             assets: Assets::new(),
             config: Config::default(),
@@ -122,6 +127,7 @@ impl<H: Handler> App<H> {
             handler,
             ws_config: self.ws_config,
             grpc: self.grpc,
+            #[cfg(feature = "grpc-web")]
             grpc_web: self.grpc_web,
             assets: self.assets,
             config: self.config,
@@ -150,6 +156,8 @@ impl<H: Handler> App<H> {
     /// Also serves the gRPC services to browsers as gRPC-Web (`application/grpc-web*`, over
     /// HTTP/1.1 and HTTP/2, translated by tonic-web), with `cors` deciding which pages may call.
     /// Needs [`grpc`](Self::grpc).
+    #[cfg(feature = "grpc-web")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
     #[must_use]
     pub fn grpc_web(mut self, cors: Cors) -> Self {
         self.grpc_web = Some(cors);
@@ -449,6 +457,7 @@ async fn serve_http<IO, H>(
 struct Routing<H> {
     websocket: Endpoint<H>,
     grpc: Option<GrpcService>,
+    #[cfg(feature = "grpc-web")]
     grpc_web: Option<(Cors, GrpcWebService<GrpcService>)>,
     assets: Assets,
 }
@@ -458,6 +467,7 @@ impl<H: Handler> Routing<H> {
         let grpc = app
             .grpc
             .map(|parts| Layer::layer(&parts.layer, parts.routes));
+        #[cfg(feature = "grpc-web")]
         let grpc_web = match (app.grpc_web, &grpc) {
             (Some(cors), Some(grpc)) => Some((cors, GrpcWebLayer::new().layer(grpc.clone()))),
             (Some(_), None) => {
@@ -473,6 +483,7 @@ impl<H: Handler> Routing<H> {
                 connections: app.connections,
             },
             grpc,
+            #[cfg(feature = "grpc-web")]
             grpc_web,
             assets: app.assets,
         }
@@ -480,8 +491,16 @@ impl<H: Handler> Routing<H> {
 
     /// Routes one request by protocol.
     async fn route(&self, request: Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
-        match Protocol::of(&request, self.grpc_web.is_some()) {
+        #[cfg(feature = "grpc-web")]
+        let grpc_web = self.grpc_web.is_some();
+        // Without the feature, gRPC-Web requests are plain HTTP to this server: the assets answer.
+        #[cfg(not(feature = "grpc-web"))]
+        let grpc_web = false;
+        match Protocol::of(&request, grpc_web) {
             Protocol::WebSocket => full(self.websocket.upgrade(request, peer).await),
+            #[cfg(not(feature = "grpc-web"))]
+            Protocol::GrpcWeb => full(self.assets.respond(&request)),
+            #[cfg(feature = "grpc-web")]
             Protocol::GrpcWeb => {
                 let Some((cors, service)) = &self.grpc_web else {
                     return full(self.assets.respond(&request));

@@ -48,12 +48,17 @@
 
 mod app;
 mod assets;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod config;
+#[cfg(feature = "grpc-web")]
 mod cors;
 mod websocket;
 
 pub use app::{App, NoWebSocket, Server};
 pub use assets::Assets;
 pub use config::Config;
+#[cfg(feature = "grpc-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
 pub use cors::Cors;

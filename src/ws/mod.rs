@@ -33,7 +33,7 @@
 //!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (origin, auth,
 //!   subprotocol).
 //! - [`Router`]: dispatch by path, with captures ([`PathParams`]); unknown paths get `404`.
-//! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON.
+//! - [`Json`] and [`TypedHandler`] (feature `json`): receive and send `serde` types as JSON.
 //! - [`Hub`]: broadcast to all, to a room or to one connection, without copying payloads or
 //!   waiting on slow consumers.
 //! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it.
@@ -72,6 +72,7 @@ mod router;
 mod server;
 pub(crate) mod session;
 mod timers;
+#[cfg(feature = "json")]
 mod typed;
 pub(crate) mod upgrade;
 
@@ -86,5 +87,7 @@ pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
 pub use router::{PathParams, Router};
 pub use server::{Server, ServerHandle};
 pub use session::{ConnectionId, Session, SessionHandle};
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use typed::{InvalidMessage, Json, JsonLayer, TypedHandler, TypedSession, to_message};
 pub use upgrade::{Rejection, Upgrade};
