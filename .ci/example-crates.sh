@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 checkout=$PWD
 root=$checkout/target/example-crates
 # One target directory for all of them and the checkout: the copies share most dependencies.
-export CARGO_TARGET_DIR=$checkout/target
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$checkout/target}
 examples=("$@")
 [ ${#examples[@]} -gt 0 ] || examples=(ping_pong chat greeter_server)
 
