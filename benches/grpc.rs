@@ -1,11 +1,12 @@
 //! gRPC benchmark: the wsgrpc server builder against a plain tonic `Server`, in the same run.
 //!
-//! `cargo bench --bench grpc` runs each server in a child process pinned to core 1, with the same
-//! `Greeter` service behind it, and drives it from a tonic client here on core 0. Scenarios: unary
-//! `SayHello` with 1 connection x 1 call at a time, 1 connection x 64 concurrent calls, 16
-//! connections x 16 calls, and server memory per idle HTTP/2 connection. Every reply is checked.
-//! A third server, the classic grpc-go `greeter_server`, joins when `benches/grpc_go/build.sh`
-//! has built it (from Debian's Go and grpc-go packages) or `GRPC_GO_SERVER` names a binary.
+//! `cargo bench --bench grpc --features grpc` runs each server in a child process pinned to core
+//! 1, with the same `Greeter` service behind it, and drives it from a tonic client here on core 0.
+//! Scenarios: unary `SayHello` with 1 connection x 1 call at a time, 1 connection x 64 concurrent
+//! calls, 16 connections x 16 calls, and server memory per idle HTTP/2 connection. Every reply is
+//! checked. A third server, the classic grpc-go `greeter_server`, joins when
+//! `benches/grpc_go/build.sh` has built it (from Debian's Go and grpc-go packages) or
+//! `GRPC_GO_SERVER` names a binary.
 //!
 //! Environment: `BENCH_SECONDS` (default 2), `BENCH_ROUNDS` (default 3), `BENCH_IDLE` (idle
 //! connections, default 1000), `BENCH_ONLY` (comma-separated scenario names).

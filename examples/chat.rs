@@ -1,25 +1,36 @@
 //! A chat server: rooms by path, nicknames, join and leave notices, JSON messages. It puts the
 //! composition pieces together: a router, upgrade guards, layers, typed messages and a hub.
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["json", "rate-limit"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net"] }
+//! serde = { version = "1.0", features = ["derive"] }
+//! tracing-subscriber = { version = "0.3.19", features = ["env-filter"] }
+//! ```
+//!
 //! ```text
-//! cargo run --example chat        # listens on 127.0.0.1:8090
+//! cargo run --example chat --features json  # listens on 127.0.0.1:8090
 //! # terminal 2:
-//! cargo run --example ws_client -- "ws://127.0.0.1:8090/rooms/lobby?nick=ann"
+//! cargo run --example ws_client --features client -- "ws://127.0.0.1:8090/rooms/lobby?nick=ann"
 //! # terminal 3:
-//! cargo run --example ws_client -- "ws://127.0.0.1:8090/rooms/lobby?nick=bob"
+//! cargo run --example ws_client --features client -- "ws://127.0.0.1:8090/rooms/lobby?nick=bob"
 //! # then type lines like this in either client; both print it:
 //! {"text":"hello, lobby"}
 //! # a server-wide announcement (the token is CHAT_TOKEN, default "letmein"):
-//! cargo run --example ws_client -- "ws://127.0.0.1:8090/announce?access_token=letmein" '{"text":"restart at 5"}'
+//! cargo run --example ws_client --features client -- "ws://127.0.0.1:8090/announce?access_token=letmein" '{"text":"restart at 5"}'
 //! ```
 //!
 //! Another address: first argument or `ADDR`. Ctrl-C shuts down gracefully (close 1001).
 
 use std::time::Duration;
 
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use wsgrpc::http::StatusCode;
 use wsgrpc::ws::guard::{AuthLayer, ProtocolLayer};
 use wsgrpc::ws::layer::{RateLimitLayer, TimeoutLayer, TraceLayer};
 use wsgrpc::ws::{

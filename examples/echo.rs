@@ -1,8 +1,18 @@
 //! Echoes every text and binary message unchanged, on any path (used for conformance tests).
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["ws"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net"] }
+//! tracing-subscriber = { version = "0.3.19", features = ["env-filter"] }
+//! ```
+//!
 //! ```text
 //! cargo run --example echo                      # listens on 127.0.0.1:9001
-//! cargo run --example ws_client -- ws://127.0.0.1:9001/ws "echo me"
+//! cargo run --example ws_client --features client -- ws://127.0.0.1:9001/ws "echo me"
 //! ```
 //!
 //! Another address: first argument or `ADDR`. Ctrl-C shuts down gracefully.

@@ -1,11 +1,23 @@
 //! A helloworld client: calls `SayHello` and prints the reply; `--stream` also runs both streaming
 //! calls.
 //!
-//! Try it against `cargo run --example greeter_server`:
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["grpc"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread"] }
+//! futures = "0.3.31"
+//! # the client channel (wsgrpc itself has no gRPC client stack)
+//! tonic = { version = "0.14.2", default-features = false, features = ["channel"] }
+//! ```
+//!
+//! Try it against `cargo run --example greeter_server --features grpc`:
 //!
 //! ```text
-//! cargo run --example greeter_client -- http://127.0.0.1:50051 world            # prints: Hello world
-//! cargo run --example greeter_client -- http://127.0.0.1:50051 world --stream
+//! cargo run --example greeter_client --features grpc -- http://127.0.0.1:50051 world  # prints: Hello world
+//! cargo run --example greeter_client --features grpc -- http://127.0.0.1:50051 world --stream
 //! ```
 
 use futures::StreamExt;
@@ -34,7 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let name = positional.next().unwrap_or_else(|| "world".to_owned());
 
-    let mut client = GreeterClient::connect(addr).await?;
+    // wsgrpc has no client stack of its own: the channel is tonic's (its `channel` feature).
+    let channel = tonic::transport::Endpoint::from_shared(addr)?
+        .connect()
+        .await?;
+    let mut client = GreeterClient::new(channel);
 
     let reply = client
         .say_hello(HelloRequest { name: name.clone() })

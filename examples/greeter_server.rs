@@ -1,11 +1,21 @@
 //! The reference design's gRPC server: `helloworld.Greeter` answering `Hello {name}`, with health
 //! checks and reflection, shutting down gracefully on Ctrl-C.
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["grpc"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net", "signal"] }
+//! tracing-subscriber = { version = "0.3.19", features = ["env-filter"] }
+//! ```
+//!
 //! Try it:
 //!
 //! ```text
-//! cargo run --example greeter_server                # 127.0.0.1:50051; or pass ADDR / set ADDR=
-//! cargo run --example greeter_client -- http://127.0.0.1:50051 world
+//! cargo run --example greeter_server --features grpc  # 127.0.0.1:50051; or pass ADDR / set ADDR=
+//! cargo run --example greeter_client --features grpc -- http://127.0.0.1:50051 world
 //! grpcurl -plaintext -d '{"name":"world"}' 127.0.0.1:50051 helloworld.Greeter/SayHello
 //! ```
 

@@ -1,15 +1,26 @@
 //! The reference design's WebSocket endpoint: log every message on `/ws`, answer each with `Pong`.
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["ws"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net"] }
+//! tracing = "0.1.41"
+//! tracing-subscriber = { version = "0.3.19", features = ["env-filter"] }
+//! ```
+//!
 //! ```text
 //! cargo run --example ping_pong                 # listens on 127.0.0.1:8080
-//! cargo run --example ws_client -- ws://127.0.0.1:8080/ws hello
+//! cargo run --example ws_client --features client -- ws://127.0.0.1:8080/ws hello
 //! ```
 //!
 //! Another address: `cargo run --example ping_pong -- 127.0.0.1:9000` or `ADDR=127.0.0.1:9000`.
 //! Ctrl-C closes every connection with 1001 and exits.
 
-use http::StatusCode;
 use tokio::net::TcpListener;
+use wsgrpc::http::StatusCode;
 use wsgrpc::ws::{Handler, Message, Rejection, Server, Session, Upgrade};
 
 struct PingPong;

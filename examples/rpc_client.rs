@@ -1,9 +1,19 @@
 //! Calls the `rpc_server` example: adds and divides two numbers concurrently, prints the answers
 //! and the clock ticks the server pushes meanwhile.
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["json", "client"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "time"] }
+//! serde = { version = "1.0", features = ["derive"] }
+//! ```
+//!
 //! ```text
-//! cargo run --example rpc_server
-//! cargo run --example rpc_client -- ws://127.0.0.1:9002/rpc 20 22
+//! cargo run --example rpc_server --features json
+//! cargo run --example rpc_client --features json,client -- ws://127.0.0.1:9002/rpc 20 22
 //! # 20 + 22 = 42
 //! # 20 / 22 = 0
 //! ```

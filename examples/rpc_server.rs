@@ -1,9 +1,20 @@
 //! Typed request/response over WebSocket: a small calculator service that also pushes a clock
 //! tick to every connection once a second.
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["json"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net", "time"] }
+//! serde = { version = "1.0", features = ["derive"] }
+//! tracing-subscriber = { version = "0.3.19", features = ["env-filter"] }
+//! ```
+//!
 //! ```text
-//! cargo run --example rpc_server                       # listens on ws://127.0.0.1:9002/rpc
-//! cargo run --example rpc_client -- ws://127.0.0.1:9002/rpc 20 22
+//! cargo run --example rpc_server --features json       # listens on ws://127.0.0.1:9002/rpc
+//! cargo run --example rpc_client --features json,client -- ws://127.0.0.1:9002/rpc 20 22
 //! ```
 //!
 //! Another address: first argument or `ADDR`. Ctrl-C shuts down gracefully.

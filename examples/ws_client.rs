@@ -1,9 +1,18 @@
 //! A WebSocket client: sends its arguments (or, without any, each line of stdin) as text messages
 //! and prints every message it receives. It reconnects when the server goes away.
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
+//! your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["client"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "io-std", "io-util", "sync", "time"] }
+//! ```
+//!
 //! ```text
-//! cargo run --example ws_client -- ws://127.0.0.1:8080/ws hello world   # prints Pong twice
-//! cargo run --example ws_client -- ws://127.0.0.1:9001/ws               # interactive, Ctrl-D ends
+//! cargo run --example ws_client --features client -- ws://127.0.0.1:8080/ws hello world  # prints Pong twice
+//! cargo run --example ws_client --features client -- ws://127.0.0.1:9001/ws  # interactive, Ctrl-D ends
 //! ```
 //!
 //! Interactive mode survives a server restart: start `cargo run --example echo`, connect, stop and

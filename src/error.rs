@@ -3,9 +3,13 @@
 //! Every fallible function in `wsgrpc` returns [`Result`]. Variants name what went wrong for the user and
 //! carry their source; the protocol mapping lives at the edges, in one function each:
 //! [`Error::close_code`] for WebSocket close frames and `From<Error> for tonic::Status` on the gRPC side.
+//! A variant that carries a type from an optional dependency, or that only one feature's code can
+//! return, exists only with that feature (`WebSocket` with `ws`, `Json` and `Rpc` with `json`,
+//! `Reflection` with `grpc`, the connect errors with `client`).
 
 use std::time::Duration;
 
+#[cfg(feature = "ws")]
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// A boxed error of any kind, as handlers return it.
@@ -22,6 +26,8 @@ pub enum Error {
     #[error("i/o error")]
     Io(#[from] std::io::Error),
 
+    #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
     /// The WebSocket layer (tungstenite) reported an error: a protocol violation, invalid UTF-8, an
     /// oversize frame, or a transport failure underneath. [`Error::close_code`] says which close
     /// code the peer was sent.
@@ -67,6 +73,8 @@ pub enum Error {
     #[error("handler panicked: {0}")]
     HandlerPanic(String),
 
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     /// A client URL was not a usable `ws://` or `wss://` URL.
     #[error("invalid websocket url `{0}`")]
     InvalidUrl(String),
@@ -76,6 +84,8 @@ pub enum Error {
     #[error("invalid header `{0}`")]
     InvalidHeader(String),
 
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     /// The server answered the upgrade request with an HTTP status instead of `101`.
     #[error("server refused the websocket upgrade with {status}")]
     Refused {
@@ -83,10 +93,14 @@ pub enum Error {
         status: http::StatusCode,
     },
 
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     /// Connecting (TCP, TLS and the upgrade) took longer than allowed.
     #[error("connecting timed out after {0:?}")]
     ConnectTimeout(Duration),
 
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     /// The client is disconnected and its policy is to fail sends rather than buffer them.
     #[error("not connected")]
     NotConnected,
@@ -96,10 +110,14 @@ pub enum Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     /// The remote side of a typed call answered with an error.
     #[error("remote call failed")]
     Rpc(#[from] crate::rpc::RpcError),
 
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     /// A value could not be encoded to or decoded from JSON.
     #[error("json encoding failed")]
     Json(#[from] serde_json::Error),
@@ -109,14 +127,19 @@ pub enum Error {
     /// [`Session::query_as`](crate::ws::Session::query_as). Returned from a hook, it closes the
     /// connection with 1008 (policy violation): the peer sent a request the endpoint refuses.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     #[error("invalid query string")]
     InvalidQuery(#[source] serde_urlencoded::de::Error),
 
     // gRPC
+    #[cfg(feature = "grpc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
     /// The gRPC reflection service could not be built from the embedded file descriptor sets.
     #[error("could not build the grpc reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
 
+    #[cfg(any(feature = "tls", feature = "client"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "client"))))]
     /// TLS could not be set up: an unusable certificate, key or configuration, or `wss://`
     /// without the `tls` feature.
     #[error("invalid tls configuration")]
@@ -129,6 +152,8 @@ impl Error {
         Error::Handler(error.into())
     }
 
+    #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
     /// The WebSocket close code this error is answered with (RFC 6455 section 7.4.1).
     ///
     /// Invalid UTF-8 is 1007, an oversize message or frame 1009, a protocol violation 1002, a
@@ -152,6 +177,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "ws")]
 impl From<tungstenite::Error> for Error {
     fn from(error: tungstenite::Error) -> Self {
         use tungstenite::error::CapacityError;

@@ -1,6 +1,8 @@
 //! The client over real sockets: the same handler on both sides, reconnect with backoff, the
 //! disconnected-send policies, refusals, and wss:// against the TLS server.
 
+#![cfg(feature = "client")]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! wss:// end to end: the client over TLS against the server over TLS, with a self-signed
 //! certificate the test makes and trusts.
-#![cfg(feature = "tls")]
+
+#![cfg(all(feature = "client", feature = "tls"))]
 
 mod common;
 #[path = "common/tls.rs"]

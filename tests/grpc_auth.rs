@@ -1,5 +1,7 @@
 //! Bearer-token auth: calls without the right token are UNAUTHENTICATED, health stays open.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

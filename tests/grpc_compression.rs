@@ -1,6 +1,8 @@
 //! Compression: gzip and zstd round trips, refusal of an encoding that is not accepted, and the
 //! decode limit applied after decompression.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

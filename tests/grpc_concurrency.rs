@@ -1,6 +1,8 @@
 //! The concurrency limit: excess calls are shed with RESOURCE_EXHAUSTED, or queued until a slot
 //! frees; streaming calls hold their slot while they stream.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

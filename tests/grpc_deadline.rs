@@ -1,6 +1,8 @@
 //! Deadlines: the client's `grpc-timeout` and the server's own timeout end a slow call with
 //! DEADLINE_EXCEEDED, and the server keeps serving.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

@@ -1,5 +1,7 @@
 //! `SayHello` over a real connection: the reference greeting, a custom greeting, and validation.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

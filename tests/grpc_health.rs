@@ -1,5 +1,7 @@
 //! `grpc.health.v1.Health`: Check for the server and per service, and Watch following changes.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

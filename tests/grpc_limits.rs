@@ -1,6 +1,8 @@
 //! Hostile input: an over-limit message and bytes that are not a `HelloRequest` get an error status,
 //! and the server keeps serving, on the same connection and on new ones.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

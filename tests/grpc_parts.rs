@@ -1,6 +1,8 @@
 //! The assembled routes and layers work without this crate's accept loop: mounted as an axum router
 //! behind `GrpcLayer` and served by a bare hyper HTTP/2 connection, as a one-port server would.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

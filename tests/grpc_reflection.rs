@@ -1,6 +1,8 @@
 //! Server reflection, v1 and v1alpha: both list the Greeter and the health service, and serve their
 //! descriptors (what `grpcurl` and Postman need).
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

@@ -1,6 +1,8 @@
 //! Graceful shutdown: health flips to NOT_SERVING first, the call in flight finishes, new
 //! connections are refused, and the drain deadline bounds how long a stuck call can hold it up.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

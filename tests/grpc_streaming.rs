@@ -1,5 +1,7 @@
 //! The two streaming calls, and backpressure: a client that stops reading must stop the server.
 
+#![cfg(feature = "grpc")]
+
 #[path = "common/grpc.rs"]
 mod grpc_common;
 

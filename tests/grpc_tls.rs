@@ -1,6 +1,7 @@
 //! TLS (feature `tls`): a tonic client trusting the test CA gets its greeting; a cleartext client
 //! gets nothing.
-#![cfg(feature = "tls")]
+
+#![cfg(all(feature = "grpc", feature = "tls"))]
 
 #[path = "common/grpc.rs"]
 mod grpc_common;

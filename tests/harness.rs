@@ -1,5 +1,6 @@
 //! The in-memory test harness itself: its expectations pass when they should and fail, with a
 //! clear message, when they should not.
+
 #![cfg(feature = "test-util")]
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The accept loop's error policy: out of file descriptors (`EMFILE`), it backs off instead of
 //! spinning, and serves again once descriptors are free. A binary of its own: it lowers the
 //! process's descriptor limit, which would starve any test running beside it.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "ws"))]
 
 mod common;
 

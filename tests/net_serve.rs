@@ -1,5 +1,6 @@
 //! The serving core under every server: Unix-socket listeners (the accept-error policy has a test
 //! binary of its own, `net_accept_errors`, since it lowers the process's descriptor limit).
+#![cfg(feature = "ws")]
 
 mod common;
 
@@ -8,7 +9,6 @@ use futures::SinkExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsgrpc::Shutdown;
-use wsgrpc::serve::App;
 use wsgrpc::ws::{Message, Server, SessionHandle, handler_fn};
 
 fn echo() -> impl wsgrpc::ws::Handler + Clone {
@@ -83,13 +83,14 @@ async fn websocket_server_serves_a_unix_socket_and_shuts_down() {
         .expect("ok");
 }
 
+#[cfg(feature = "serve")]
 #[tokio::test]
 async fn one_port_app_serves_a_unix_socket() {
     let path = socket_path("app");
     let listener = UnixListener::bind(&path).expect("bind unix socket");
     let shutdown = Shutdown::new();
     let serving = tokio::spawn(
-        App::new()
+        wsgrpc::serve::App::new()
             .websocket(echo())
             .serve(listener, shutdown.triggered()),
     );
@@ -104,6 +105,7 @@ async fn one_port_app_serves_a_unix_socket() {
         .expect("ok");
 }
 
+#[cfg(feature = "grpc")]
 #[tokio::test]
 async fn grpc_server_serves_a_unix_socket() {
     use std::pin::Pin;

@@ -1,6 +1,8 @@
 //! Typed calls over WebSocket: many in flight at once, timeouts, pushes, dropped connections,
 //! and bad envelopes on both sides.
 
+#![cfg(all(feature = "json", feature = "client", feature = "test-util"))]
+
 mod common;
 
 use std::time::Duration;

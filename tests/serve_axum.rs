@@ -2,6 +2,8 @@
 //! served by `axum::serve`; refusals from `on_upgrade` become responses; the connection set gives
 //! the upgraded WebSockets a graceful shutdown.
 
+#![cfg(feature = "axum")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -2,6 +2,8 @@
 //! a page request against the same listener at the same time; the limits of both sides on that
 //! path; CORS for gRPC-Web.
 
+#![cfg(feature = "grpc-web")]
+
 mod common;
 #[path = "common/serve.rs"]
 mod serve_common;

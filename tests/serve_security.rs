@@ -2,6 +2,8 @@
 //! for every HTTP/1.1 request (gRPC-Web included), the RFC 6454 same-origin check for gRPC-Web
 //! and for WebSocket upgrades, both on by default.
 
+#![cfg(feature = "grpc-web")]
+
 mod common;
 #[path = "common/serve.rs"]
 mod serve_common;

@@ -1,6 +1,8 @@
 //! Graceful shutdown of the one-port server: WebSockets get close 1001, gRPC and gRPC-Web calls in
 //! flight finish, health says NOT_SERVING first, and the drain deadline bounds the wait.
 
+#![cfg(feature = "grpc-web")]
+
 mod common;
 #[path = "common/grpc.rs"]
 mod grpc_common;

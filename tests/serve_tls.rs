@@ -1,6 +1,7 @@
 //! TLS on the one port (feature `tls`): `wss://` and gRPC over TLS against the same listener; a
 //! cleartext client is not served.
-#![cfg(feature = "tls")]
+
+#![cfg(all(feature = "grpc-web", feature = "tls", feature = "client"))]
 
 #[path = "common/grpc.rs"]
 mod grpc_common;

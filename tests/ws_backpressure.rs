@@ -1,5 +1,7 @@
 //! Bounded memory under a slow reader, batched writes, and `serve_connection` on any stream.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use std::pin::Pin;

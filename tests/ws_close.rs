@@ -1,6 +1,8 @@
 //! Every way a connection can end gets the right close code, reaches `on_close`, and leaves the
 //! server serving everyone else.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Echo over real sockets: sizes from empty to 16 MiB, fragments, pings, many clients at once.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use common::*;

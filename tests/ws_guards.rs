@@ -1,6 +1,8 @@
 //! Upgrade guards over real sockets: the origin policy, token auth and subprotocol negotiation
 //! refuse with an HTTP status before the 101, and what they decide reaches the session.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use common::*;

@@ -1,16 +1,14 @@
 //! The upgrade request, rule by rule, over a raw TCP socket: the default same-origin policy
 //! (RFC 6454 comparison), the `Host` rules of RFC 9112 section 3.2, the handshake rules of RFC
 //! 6455 section 4.2.1, and the keyed upgrade rate limit.
+#![cfg(feature = "ws")]
 
 mod common;
-
-use std::time::Duration;
 
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use wsgrpc::ws::guard::UpgradeRateLimitLayer;
-use wsgrpc::ws::{Config, HandlerBuilder, Message, SessionHandle, Upgrade, handler_fn};
+use wsgrpc::ws::{Config, Message, SessionHandle, handler_fn};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -257,49 +255,62 @@ async fn rfc_6455_rules_each_get_their_status() {
     }
 }
 
-#[tokio::test]
-async fn upgrade_rate_limit_per_ip_answers_429_with_retry_after() {
-    let limited = HandlerBuilder::new()
-        .layer(UpgradeRateLimitLayer::new(2, Duration::from_secs(60)))
-        .handler(echo());
-    let server = start(limited, Config::default()).await;
-    let url = server.url("/ws");
-    let mut first = connect(&url).await;
-    let _second = connect(&url).await;
-    let (status, headers, body) = refused(request_with(&url, &[])).await;
-    assert_eq!(status, 429);
-    assert_eq!(body, "too many connection attempts\n");
-    let retry: u64 = headers["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    // One upgrade is earned every 30 s.
-    assert!((1..=30).contains(&retry), "{retry}");
-    // Connections already open are not affected.
-    round_trip(&mut first, "still open").await;
-}
+/// The keyed upgrade rate limit (feature `rate-limit`).
+#[cfg(feature = "rate-limit")]
+mod upgrade_rate_limit {
+    use std::time::Duration;
 
-#[tokio::test]
-async fn upgrade_rate_limit_keys_clients_apart() {
-    // Two clients on one address, told apart by a key the application derives.
-    let limited = HandlerBuilder::new()
-        .layer(
-            UpgradeRateLimitLayer::new(1, Duration::from_secs(60)).key_by(|upgrade: &Upgrade| {
-                upgrade
-                    .headers()
-                    .get("x-client")
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned)
-            }),
-        )
-        .handler(echo());
-    let server = start(limited, Config::default()).await;
-    let url = server.url("/ws");
-    let (_ann, _) = connect_request(request_with(&url, &[("x-client", "ann")])).await;
-    let (status, headers, _) = refused(request_with(&url, &[("x-client", "ann")])).await;
-    assert_eq!(status, 429);
-    assert!(headers.contains_key("retry-after"));
-    let (mut bob, _) = connect_request(request_with(&url, &[("x-client", "bob")])).await;
-    round_trip(&mut bob, "bob is not limited by ann").await;
+    use wsgrpc::ws::guard::UpgradeRateLimitLayer;
+    use wsgrpc::ws::{HandlerBuilder, Upgrade};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn upgrade_rate_limit_per_ip_answers_429_with_retry_after() {
+        let limited = HandlerBuilder::new()
+            .layer(UpgradeRateLimitLayer::new(2, Duration::from_secs(60)))
+            .handler(echo());
+        let server = start(limited, Config::default()).await;
+        let url = server.url("/ws");
+        let mut first = connect(&url).await;
+        let _second = connect(&url).await;
+        let (status, headers, body) = refused(request_with(&url, &[])).await;
+        assert_eq!(status, 429);
+        assert_eq!(body, "too many connection attempts\n");
+        let retry: u64 = headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        // One upgrade is earned every 30 s.
+        assert!((1..=30).contains(&retry), "{retry}");
+        // Connections already open are not affected.
+        round_trip(&mut first, "still open").await;
+    }
+
+    #[tokio::test]
+    async fn upgrade_rate_limit_keys_clients_apart() {
+        // Two clients on one address, told apart by a key the application derives.
+        let limited = HandlerBuilder::new()
+            .layer(
+                UpgradeRateLimitLayer::new(1, Duration::from_secs(60)).key_by(
+                    |upgrade: &Upgrade| {
+                        upgrade
+                            .headers()
+                            .get("x-client")
+                            .and_then(|value| value.to_str().ok())
+                            .map(str::to_owned)
+                    },
+                ),
+            )
+            .handler(echo());
+        let server = start(limited, Config::default()).await;
+        let url = server.url("/ws");
+        let (_ann, _) = connect_request(request_with(&url, &[("x-client", "ann")])).await;
+        let (status, headers, _) = refused(request_with(&url, &[("x-client", "ann")])).await;
+        assert_eq!(status, 429);
+        assert!(headers.contains_key("retry-after"));
+        let (mut bob, _) = connect_request(request_with(&url, &[("x-client", "bob")])).await;
+        round_trip(&mut bob, "bob is not limited by ann").await;
+    }
 }

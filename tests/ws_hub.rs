@@ -1,6 +1,8 @@
 //! The hub over real sockets: fan-out to 500 clients in two rooms, slow consumers dropped or
 //! lagged while everyone else keeps receiving, and presence back to zero when everyone leaves.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use std::collections::HashMap;

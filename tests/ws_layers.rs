@@ -1,6 +1,8 @@
 //! The ready layers over real sockets: tracing, rate limits (each excess policy), per-message
 //! timeouts, and stacking them in either order.
 
+#![cfg(feature = "rate-limit")]
+
 mod common;
 
 use std::io::Write;

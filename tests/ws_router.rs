@@ -1,6 +1,8 @@
 //! Routing by path: captures reach the session, each route keeps its own guards and hooks, and an
 //! unknown path is an HTTP 404 before any upgrade.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! The server around the connections: graceful shutdown, connection limits, refusals before the
 //! upgrade, and no leaked connection tasks.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Idle timeout and keepalive over real sockets, with short intervals so the tests stay quick.
 
+#![cfg(feature = "ws")]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Typed JSON messages over real sockets: values in and out, and what a message that does not
 //! parse gets under each policy.
 
+#![cfg(feature = "json")]
+
 mod common;
 
 use common::*;

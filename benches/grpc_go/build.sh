@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds the classic grpc-go greeter_server used as a baseline by `cargo bench --bench grpc`.
+# Builds the classic grpc-go greeter_server used as a baseline by
+# `cargo bench --bench grpc --features grpc`.
 #
 # Everything comes from Debian's packages (Go toolchain, grpc-go, protobuf-go, protoc): the Go
 # module proxy is not reachable here, so the build runs in GOPATH mode against
 # /usr/share/gocode. protoc is used only here, to generate the Go stubs; the Rust crate itself
 # never needs it. Output: target/grpc-go/greeter_server. Then:
 #
-#   GRPC_GO_SERVER=target/grpc-go/greeter_server cargo bench --bench grpc
+#   GRPC_GO_SERVER=target/grpc-go/greeter_server cargo bench --bench grpc --features grpc
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/target/grpc-go"

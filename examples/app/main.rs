@@ -1,13 +1,29 @@
 //! One port for everything: a web page, a chat over WebSocket, the Greeter over gRPC-Web for the
 //! page and over native gRPC for other clients, all from one listener.
 //!
+//! To build it in a crate of your own, copy this file to `src/main.rs`, `index.html` next to it,
+//! and put this in your `Cargo.toml`:
+//!
+//! ```toml
+//! [dependencies]
+//! wsgrpc = { version = "0.1", default-features = false, features = ["grpc-web", "rate-limit"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net"] }
+//! tracing-subscriber = { version = "0.3.19", features = ["env-filter"] }
+//! # for `--tls` only:
+//! rcgen = { version = "0.14", optional = true }
+//! rustls = { version = "0.23", default-features = false, features = ["ring", "std"], optional = true }
+//!
+//! [features]
+//! tls = ["wsgrpc/tls", "dep:rcgen", "dep:rustls"]
+//! ```
+//!
 //! ```text
-//! cargo run --example app                     # listening on http://127.0.0.1:8080
+//! cargo run --example app --features grpc-web  # listening on http://127.0.0.1:8080
 //! # open the URL in a browser (two tabs to chat); native gRPC on the same port:
-//! cargo run --example greeter_client -- http://127.0.0.1:8080 world
-//! cargo run --example ws_client -- ws://127.0.0.1:8080/chat "hello from a terminal"
+//! cargo run --example greeter_client --features grpc -- http://127.0.0.1:8080 world
+//! cargo run --example ws_client --features client -- ws://127.0.0.1:8080/chat "hello from a terminal"
 //! # TLS with a self-signed certificate generated at start (https://, wss://, gRPC over TLS):
-//! cargo run --example app --features tls -- --tls
+//! cargo run --example app --features grpc-web,tls -- --tls
 //! ```
 //!
 //! Another address: first argument or `ADDR` (port 0 picks a free port; the printed URL has the
@@ -131,5 +147,8 @@ fn with_tls<H: Handler>(
 fn with_tls<H: Handler>(
     _app: App<H>,
 ) -> Result<(App<H>, Option<std::path::PathBuf>), Box<dyn std::error::Error>> {
-    Err("--tls needs the tls feature: cargo run --example app --features tls -- --tls".into())
+    Err(
+        "--tls needs the tls feature: cargo run --example app --features grpc-web,tls -- --tls"
+            .into(),
+    )
 }

@@ -15,7 +15,9 @@ impl From<Error> for Status {
         let code = match &error {
             Error::MessageTooLarge { .. } | Error::QueueFull => Code::ResourceExhausted,
             Error::Io(_) | Error::ConnectionClosed => Code::Unavailable,
-            Error::Timeout(_) | Error::ConnectTimeout(_) => Code::DeadlineExceeded,
+            Error::Timeout(_) => Code::DeadlineExceeded,
+            #[cfg(feature = "client")]
+            Error::ConnectTimeout(_) => Code::DeadlineExceeded,
             _ => Code::Internal,
         };
         let mut message = error.to_string();

@@ -34,6 +34,8 @@ impl RpcError {
 }
 
 /// `{"id": 7, "call": ...}`
+// The whole wire format stays in one place; the calling side only exists with `client`.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 #[derive(Serialize)]
 pub(crate) struct CallOut<'a, T> {
     pub(crate) id: u64,
@@ -58,6 +60,8 @@ pub(crate) struct PushOut<'a, T> {
 }
 
 /// Any incoming envelope, with its payload left unparsed until its kind is known.
+// `ok`, `error` and `push` are read by the calling side, which only exists with `client`.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 #[derive(Deserialize)]
 pub(crate) struct Incoming<'a> {
     #[serde(default)]

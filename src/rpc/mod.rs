@@ -58,10 +58,13 @@
 //!   [`Error::ConnectionClosed`](crate::Error::ConnectionClosed); a call that outlives its timeout
 //!   fails with [`Error::Timeout`](crate::Error::Timeout).
 
+#[cfg(feature = "client")]
 mod client;
 mod envelope;
 mod service;
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub use client::{RpcClient, RpcClientBuilder};
 pub use envelope::RpcError;
 pub use service::{RpcHandler, RpcService, push};

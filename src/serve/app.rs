@@ -47,12 +47,15 @@ use tokio::task::JoinSet;
 use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::server::TcpConnectInfo;
+#[cfg(feature = "grpc-web")]
 use tonic_web::{GrpcWebLayer, GrpcWebService};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::Assets;
 use super::websocket::{Endpoint, is_upgrade};
-use super::{Assets, Cors, cors::Verdict};
+#[cfg(feature = "grpc-web")]
+use super::{Cors, cors::Verdict};
 use crate::grpc::serve::configure_http2;
 use crate::grpc::{GrpcLayer, GrpcParts};
 use crate::net::serve::{AcceptOptions, Connector, accept_until, drain};
@@ -83,6 +86,7 @@ pub struct App<H = NoWebSocket> {
     handler: H,
     ws_config: ws::Config,
     grpc: Option<GrpcParts>,
+    #[cfg(feature = "grpc-web")]
     grpc_web: Option<Cors>,
     assets: Assets,
     request_head_timeout: Duration,
@@ -103,6 +107,7 @@ impl App<NoWebSocket> {
             handler: NoWebSocket,
             ws_config: ws::Config::default(),
             grpc: None,
+            #[cfg(feature = "grpc-web")]
             grpc_web: None,
             assets: Assets::new(),
             request_head_timeout: DEFAULT_REQUEST_HEAD_TIMEOUT,
@@ -128,6 +133,7 @@ impl<H: Handler> App<H> {
             handler,
             ws_config: self.ws_config,
             grpc: self.grpc,
+            #[cfg(feature = "grpc-web")]
             grpc_web: self.grpc_web,
             assets: self.assets,
             request_head_timeout: self.request_head_timeout,
@@ -157,6 +163,8 @@ impl<H: Handler> App<H> {
     /// Also serves the gRPC services to browsers as gRPC-Web (`application/grpc-web*`, over
     /// HTTP/1.1 and HTTP/2, translated by tonic-web), with `cors` deciding which pages may call.
     /// Needs [`grpc`](Self::grpc).
+    #[cfg(feature = "grpc-web")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
     #[must_use]
     pub fn grpc_web(mut self, cors: Cors) -> Self {
         self.grpc_web = Some(cors);
@@ -378,6 +386,7 @@ async fn serve_http<IO, H>(
 struct Routing<H> {
     websocket: Endpoint<H>,
     grpc: Option<GrpcService>,
+    #[cfg(feature = "grpc-web")]
     grpc_web: Option<(Cors, GrpcWebService<GrpcService>)>,
     assets: Assets,
 }
@@ -387,6 +396,7 @@ impl<H: Handler> Routing<H> {
         let grpc = app
             .grpc
             .map(|parts| Layer::layer(&parts.layer, parts.routes));
+        #[cfg(feature = "grpc-web")]
         let grpc_web = match (app.grpc_web, &grpc) {
             (Some(cors), Some(grpc)) => Some((cors, GrpcWebLayer::new().layer(grpc.clone()))),
             (Some(_), None) => {
@@ -398,6 +408,7 @@ impl<H: Handler> Routing<H> {
         Routing {
             websocket: Endpoint::new(app.handler, app.ws_config, app.connections),
             grpc,
+            #[cfg(feature = "grpc-web")]
             grpc_web,
             assets: app.assets,
         }
@@ -409,8 +420,16 @@ impl<H: Handler> Routing<H> {
         if let Err(rejection) = crate::origin::request_authority(&request) {
             return full(rejection.into_http());
         }
-        match Protocol::of(&request, self.grpc_web.is_some()) {
+        #[cfg(feature = "grpc-web")]
+        let grpc_web = self.grpc_web.is_some();
+        // Without the feature, gRPC-Web requests are plain HTTP to this server: the assets answer.
+        #[cfg(not(feature = "grpc-web"))]
+        let grpc_web = false;
+        match Protocol::of(&request, grpc_web) {
             Protocol::WebSocket => full(self.websocket.upgrade(request, peer).await),
+            #[cfg(not(feature = "grpc-web"))]
+            Protocol::GrpcWeb => full(self.assets.respond(&request)),
+            #[cfg(feature = "grpc-web")]
             Protocol::GrpcWeb => {
                 let Some((cors, service)) = &self.grpc_web else {
                     return full(self.assets.respond(&request));

@@ -50,10 +50,15 @@
 
 mod app;
 mod assets;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+#[cfg(feature = "grpc-web")]
 mod cors;
 mod websocket;
 
 pub use app::{App, DEFAULT_REQUEST_HEAD_TIMEOUT, NoWebSocket};
 pub use assets::Assets;
+#[cfg(feature = "grpc-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
 pub use cors::Cors;

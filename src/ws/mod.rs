@@ -32,11 +32,11 @@
 //!   tasks. Outgoing messages go through a bounded queue.
 //! - [`Layer`] and [`HandlerBuilder`]: wrap handlers in middleware handlers; [`layer`] has the
 //!   ready ones (tracing, rate limit, timeout) and [`guard`] the upgrade guards (auth,
-//!   subprotocol, upgrade rate limit). The origin check is no guard but a
-//!   [`Config::origin_policy`], on by default.
+//!   subprotocol, upgrade rate limit; the rate limits need feature `rate-limit`, on by default).
+//!   The origin check is no guard but a [`Config::origin_policy`], on by default.
 //! - [`Router`]: dispatch by path on [`matchit`] patterns (axum's), with captures
 //!   ([`PathParams`]); unknown paths get `404`.
-//! - [`Json`] and [`TypedHandler`]: receive and send `serde` types as JSON.
+//! - [`Json`] and [`TypedHandler`] (feature `json`): receive and send `serde` types as JSON.
 //! - [`Hub`]: broadcast to all, to a room or to one connection, without copying payloads or
 //!   waiting on slow consumers.
 //! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it;
@@ -89,6 +89,7 @@ mod query;
 mod router;
 mod server;
 pub(crate) mod session;
+#[cfg(feature = "json")]
 mod typed;
 pub(crate) mod upgrade;
 
@@ -103,5 +104,7 @@ pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
 pub use router::{PathParams, Router};
 pub use server::Server;
 pub use session::{ConnectionId, Session, SessionHandle};
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use typed::{InvalidMessage, Json, JsonLayer, TypedHandler, TypedSession, to_message};
 pub use upgrade::{Rejection, Upgrade};

@@ -15,6 +15,7 @@ pub(crate) enum Queue<'q> {
     Owned(queue::Receiver<Outgoing>),
     /// A reconnecting client's queue outlives each connection, so that what is sent while
     /// disconnected waits (bounded) for the next one. Only an explicit close ends it.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     Shared(&'q mut queue::Receiver<Outgoing>),
 }
 

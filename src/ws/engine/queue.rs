@@ -154,6 +154,7 @@ impl<T> Receiver<T> {
     }
 
     /// Whether [`close`](Self::close) was called.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }

@@ -7,9 +7,8 @@
 //! read, rather than a WebSocket that opens and closes at once.
 //!
 //! ```
-//! use std::time::Duration;
 //! use http::StatusCode;
-//! use wsgrpc::ws::guard::{AuthLayer, ProtocolLayer, UpgradeRateLimitLayer};
+//! use wsgrpc::ws::guard::{AuthLayer, ProtocolLayer};
 //! use wsgrpc::ws::{handler_fn, HandlerBuilder, Message, Rejection, SessionHandle};
 //!
 //! /// Who a valid token belongs to; guards put it in the session's extensions.
@@ -25,8 +24,9 @@
 //!     session.send(message).await
 //! });
 //! let handler = HandlerBuilder::new()
-//!     // At most 10 upgrades a minute from one IP address; more get 429 with Retry-After.
-//!     .layer(UpgradeRateLimitLayer::new(10, Duration::from_secs(60)))
+//!     // With feature `rate-limit` (on by default): at most 10 upgrades a minute from one IP
+//!     // address, more get 429 with Retry-After.
+//!     // .layer(UpgradeRateLimitLayer::new(10, Duration::from_secs(60)))
 //!     // `Authorization: Bearer <token>`, or `?access_token=<token>` for browsers.
 //!     .layer(AuthLayer::new(check_token).query_param("access_token"))
 //!     // Answer with the first of these the client offers; `session.protocol()` tells which.
@@ -38,7 +38,7 @@
 //! - The origin check is not a guard: it is on by default in every server, as
 //!   [`Config::origin_policy`](crate::ws::Config::origin_policy) (cross-site pages get `403`),
 //!   so forgetting a layer cannot open the cross-site WebSocket hijacking hole.
-//! - [`UpgradeRateLimitLayer`]: upgrades per client IP address (or per key you derive, such as
+//! - [`UpgradeRateLimitLayer`] (feature `rate-limit`): upgrades per client IP address (or per key you derive, such as
 //!   the authenticated user), `429` with `Retry-After` beyond the limit.
 //! - [`AuthLayer`]: a bearer token from the `Authorization` header or a query parameter, checked
 //!   by your async function; what it returns is in the session's extensions (`401` without a
@@ -48,10 +48,14 @@
 
 mod auth;
 mod protocol;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 mod rate_limit;
 
 pub use auth::{Auth, AuthLayer, Authenticate};
 pub use protocol::{Protocol, ProtocolLayer};
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use rate_limit::{UpgradeRateLimit, UpgradeRateLimitLayer};
 
 /// Forwards the hooks after `on_upgrade` to `self.inner` unchanged.

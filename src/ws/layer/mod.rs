@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use wsgrpc::ws::layer::{RateLimitLayer, TimeoutLayer, TraceLayer};
+//! use wsgrpc::ws::layer::{TimeoutLayer, TraceLayer};
 //! use wsgrpc::ws::{handler_fn, HandlerBuilder, Message, SessionHandle};
 //!
 //! let echo = handler_fn(|session: SessionHandle, message: Message| async move {
@@ -15,7 +15,8 @@
 //! });
 //! let handler = HandlerBuilder::new()
 //!     .layer(TraceLayer::new())
-//!     .layer(RateLimitLayer::new(20, Duration::from_secs(1)))
+//!     // With feature `rate-limit` (on by default), a message rate limit goes here:
+//!     // .layer(RateLimitLayer::new(20, Duration::from_secs(1)))
 //!     .layer(TimeoutLayer::new(Duration::from_secs(10)))
 //!     .handler(echo);
 //! # let _ = handler;
@@ -27,7 +28,8 @@
 //! `get_ref` and `into_inner`), and they stack in any order:
 //!
 //! - [`TraceLayer`]: a span per connection (id, peer, path); counts and close code on close.
-//! - [`RateLimitLayer`]: a token bucket per connection; excess closes with 1008 by default.
+//! - [`RateLimitLayer`] (feature `rate-limit`): a token bucket per connection; excess closes with
+//!   1008 by default.
 //! - [`TimeoutLayer`]: a deadline on each message's handling; closes with 1011 when it passes.
 //! - The guards in [`guard`](crate::ws::guard) (origin, auth, subprotocol) are layers too.
 //!
@@ -38,10 +40,14 @@
 //! [`TraceLayer`] outermost to trace rate-limit and timeout closes too, and the rate limit outside
 //! the timeout so that excess messages are refused without starting a timer.
 
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 mod rate_limit;
 mod timeout;
 mod trace;
 
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use rate_limit::{Excess, RateLimit, RateLimitLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use trace::{Trace, TraceLayer};
