@@ -17,12 +17,26 @@ fn echo() -> impl wsgrpc::ws::Handler + Clone {
     )
 }
 
-/// A socket path in a fresh temporary directory of this test.
-fn socket_path(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("wsgrpc-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join("socket")
+/// A socket path in a fresh temporary directory of this test, removed when dropped.
+struct SocketPath(std::path::PathBuf);
+
+impl SocketPath {
+    fn new(name: &str) -> SocketPath {
+        let dir = std::env::temp_dir().join(format!("wsgrpc-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        SocketPath(dir)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.0.join("socket")
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A WebSocket client over a Unix socket; the URL only names the path and `Host`.
@@ -52,7 +66,8 @@ async fn unix_round_trip(client: &mut tokio_tungstenite::WebSocketStream<UnixStr
 
 #[tokio::test]
 async fn websocket_server_serves_a_unix_socket_and_shuts_down() {
-    let path = socket_path("ws");
+    let socket = SocketPath::new("ws");
+    let path = socket.path();
     let listener = UnixListener::bind(&path).expect("bind unix socket");
     let server = Server::new(echo());
     let connections = server.connections();
@@ -86,7 +101,8 @@ async fn websocket_server_serves_a_unix_socket_and_shuts_down() {
 #[cfg(feature = "serve")]
 #[tokio::test]
 async fn one_port_app_serves_a_unix_socket() {
-    let path = socket_path("app");
+    let socket = SocketPath::new("app");
+    let path = socket.path();
     let listener = UnixListener::bind(&path).expect("bind unix socket");
     let shutdown = Shutdown::new();
     let serving = tokio::spawn(
@@ -135,7 +151,8 @@ async fn grpc_server_serves_a_unix_socket() {
         }
     }
 
-    let path = socket_path("grpc");
+    let socket = SocketPath::new("grpc");
+    let path = socket.path();
     let listener = UnixListener::bind(&path).expect("bind unix socket");
     let shutdown = Shutdown::new();
     let serving = tokio::spawn(GrpcServer::new().serve(listener, shutdown.triggered()));
