@@ -91,7 +91,15 @@ where
                     if let Err(error) = L::configure(&io, options.nodelay) {
                         tracing::debug!(?peer, %error, "could not set socket options");
                     }
-                    tasks.spawn(connection(io, peer, ticket, connector.clone(), options.tls.clone(), options.tls_handshake_timeout, shutdown.clone()));
+                    tasks.spawn(connection(
+                        io,
+                        peer,
+                        ticket,
+                        connector.clone(),
+                        options.tls.clone(),
+                        options.tls_handshake_timeout,
+                        shutdown.clone(),
+                    ));
                 }
                 Err(error) => {
                     if let Some(pause) = errors.pause_after(&error) {
@@ -151,9 +159,8 @@ async fn connection<Io, C>(
     }
 }
 
-/// Waits up to `deadline` for every task of `tasks` to end, then aborts what is left. Returns
-/// whether everything ended in time.
-pub(crate) async fn drain(tasks: &mut JoinSet<()>, deadline: Duration, what: &'static str) -> bool {
+/// Waits up to `deadline` for every task of `tasks` to end, then aborts what is left.
+pub(crate) async fn drain(tasks: &mut JoinSet<()>, deadline: Duration, what: &'static str) {
     let drained = tokio::time::timeout(deadline, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -167,5 +174,4 @@ pub(crate) async fn drain(tasks: &mut JoinSet<()>, deadline: Duration, what: &'s
         );
         tasks.shutdown().await;
     }
-    drained
 }
