@@ -78,7 +78,7 @@ where
     if let Ok(address) = listener.local_addr() {
         tracing::info!(?address, tls = options.tls.is_some(), "listening");
     }
-    loop {
+    'accept: loop {
         tokio::select! {
             () = &mut signal => break,
             () = &mut stop => break,
@@ -103,11 +103,14 @@ where
                 }
                 Err(error) => {
                     if let Some(pause) = errors.pause_after(&error) {
-                        // Connections keep being reaped meanwhile: each that ends frees a descriptor.
+                        // Connections keep being reaped meanwhile (each that ends frees a
+                        // descriptor), and a shutdown does not wait for the pause to end.
                         let mut pause = pin!(tokio::time::sleep(pause));
                         loop {
                             tokio::select! {
                                 () = &mut pause => break,
+                                () = &mut signal => break 'accept,
+                                () = &mut stop => break 'accept,
                                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                             }
                         }
