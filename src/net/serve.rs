@@ -91,15 +91,24 @@ where
                     if let Err(error) = L::configure(&io, options.nodelay) {
                         tracing::debug!(?peer, %error, "could not set socket options");
                     }
-                    tasks.spawn(connection(
-                        io,
-                        peer,
-                        ticket,
-                        connector.clone(),
-                        options.tls.clone(),
-                        options.tls_handshake_timeout,
-                        shutdown.clone(),
-                    ));
+                    match &options.tls {
+                        // A plain connection's task is the connector's own future, with no
+                        // wrapper keeping a second copy of the socket and its address.
+                        None => {
+                            tasks.spawn(connector.clone().serve(io, peer, ticket, shutdown.clone()));
+                        }
+                        Some(tls) => {
+                            tasks.spawn(tls_connection(
+                                io,
+                                peer,
+                                ticket,
+                                connector.clone(),
+                                tls.clone(),
+                                options.tls_handshake_timeout,
+                                shutdown.clone(),
+                            ));
+                        }
+                    }
                 }
                 Err(error) => {
                     if let Some(pause) = errors.pause_after(&error) {
@@ -122,43 +131,40 @@ where
     listener
 }
 
-/// One accepted socket: TLS (if configured) under its handshake timeout, then the connector.
-async fn connection<Io, C>(
+/// One accepted socket of a TLS server: the handshake under its timeout, then the connector.
+async fn tls_connection<Io, C>(
     io: Io,
     peer: Option<SocketAddr>,
     ticket: C::Ticket,
     connector: Arc<C>,
-    tls: Option<Tls>,
+    tls: Tls,
     tls_handshake_timeout: Duration,
     shutdown: Shutdown,
 ) where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     C: Connector,
 {
-    match tls {
-        None => connector.serve(io, peer, ticket, shutdown).await,
-        #[cfg(feature = "tls")]
-        Some(acceptor) => {
-            // Boxed: the handshake's state (a rustls connection mid-handshake) runs once and
-            // should not enlarge every connection's task, plain ones included.
-            let stream = Box::pin(async {
-                tokio::select! {
-                    // Boxed here too, so no TLS state is kept in this task's own frame.
-                    stream = acceptor.accept(io, tls_handshake_timeout, peer) => stream.map(Box::new),
-                    // A connection still shaking hands has nothing in flight: drop it at once.
-                    () = shutdown.triggered() => None,
-                }
-            })
-            .await;
-            if let Some(stream) = stream {
-                connector.serve(stream, peer, ticket, shutdown).await;
+    #[cfg(feature = "tls")]
+    {
+        // Boxed: the handshake's state (a rustls connection mid-handshake) runs once and should
+        // not enlarge the connection's task for as long as it lives.
+        let stream = Box::pin(async {
+            tokio::select! {
+                // Boxed here too, so no TLS state is kept in this task's own frame.
+                stream = tls.accept(io, tls_handshake_timeout, peer) => stream.map(Box::new),
+                // A connection still shaking hands has nothing in flight: drop it at once.
+                () = shutdown.triggered() => None,
             }
+        })
+        .await;
+        if let Some(stream) = stream {
+            connector.serve(stream, peer, ticket, shutdown).await;
         }
-        #[cfg(not(feature = "tls"))]
-        Some(never) => {
-            let _ = tls_handshake_timeout;
-            match never {}
-        }
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (io, peer, ticket, connector, tls_handshake_timeout, shutdown);
+        match tls {}
     }
 }
 
