@@ -178,13 +178,18 @@ impl<H: Handler> Connector for WebSocketConnector<H> {
                 // Boxed: it runs once, and its state (the request parser, `on_upgrade`)
                 // should not inflate every open connection's future.
                 let handshake = Box::pin(handshake(&mut io, peer, acceptor, guard, deadline));
-                match tokio::time::timeout_at(deadline, handshake).await {
-                    Ok(Some((accepted, read_ahead))) => {
-                        acceptor.run(io, accepted, read_ahead).await;
-                    }
-                    Ok(None) => {}
-                    Err(_) => tracing::debug!(?peer, "websocket handshake timed out"),
-                }
+                // Taken out of the `match` before the connection runs: a scrutinee would stay in
+                // the task's state (the upgrade, some 500 bytes) for the connection's lifetime.
+                let (accepted, read_ahead) =
+                    match tokio::time::timeout_at(deadline, handshake).await {
+                        Ok(Some(accepted)) => accepted,
+                        Ok(None) => return,
+                        Err(_) => {
+                            tracing::debug!(?peer, "websocket handshake timed out");
+                            return;
+                        }
+                    };
+                acceptor.run(io, accepted, read_ahead).await;
             }
             Admission::Refused(permit, rejection) => {
                 let _permit = permit;
