@@ -39,6 +39,15 @@ impl Drop for SocketPath {
     }
 }
 
+/// Waits for a server's task to return after its shutdown, and for it to return `Ok`.
+async fn stopped(serving: tokio::task::JoinHandle<wsgrpc::Result<()>>) {
+    tokio::time::timeout(WAIT, serving)
+        .await
+        .expect("serve returns")
+        .expect("task")
+        .expect("ok");
+}
+
 /// A WebSocket client over a Unix socket; the URL only names the path and `Host`.
 async fn unix_client(path: &std::path::Path) -> tokio_tungstenite::WebSocketStream<UnixStream> {
     let stream = UnixStream::connect(path).await.expect("connect");
@@ -91,11 +100,7 @@ async fn websocket_server_serves_a_unix_socket_and_shuts_down() {
     tokio::time::timeout(WAIT, async { while client.next().await.is_some() {} })
         .await
         .expect("server ends the connection after the close handshake");
-    tokio::time::timeout(WAIT, serving)
-        .await
-        .expect("serve returns")
-        .expect("task")
-        .expect("ok");
+    stopped(serving).await;
 }
 
 #[cfg(feature = "serve")]
@@ -114,11 +119,7 @@ async fn one_port_app_serves_a_unix_socket() {
     unix_round_trip(&mut client, "one port, unix socket").await;
     drop(client);
     shutdown.trigger();
-    tokio::time::timeout(WAIT, serving)
-        .await
-        .expect("serve returns")
-        .expect("task")
-        .expect("ok");
+    stopped(serving).await;
 }
 
 #[cfg(feature = "grpc")]
@@ -170,9 +171,5 @@ async fn grpc_server_serves_a_unix_socket() {
     assert_eq!(reply.into_inner().message, "Hello unix");
 
     shutdown.trigger();
-    tokio::time::timeout(WAIT, serving)
-        .await
-        .expect("serve returns")
-        .expect("task")
-        .expect("ok");
+    stopped(serving).await;
 }
