@@ -50,7 +50,6 @@ impl<H> Clone for Endpoint<H> {
 }
 
 impl<H: Handler> Endpoint<H> {
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn new(handler: H, config: Config, connections: Connections) -> Self {
         Endpoint {
             acceptor: Arc::new(Acceptor::new(handler, config, connections)),
