@@ -9,6 +9,11 @@
 //! - `naive`: tokio-tungstenite written the common way, `ws.send(msg).await` per message;
 //! - `tuned`: the best hand-written tokio-tungstenite loop (split reader/writer, `feed`, flush only
 //!   when nothing more is queued, TCP_NODELAY);
+//! - `tt-echo`: tokio-tungstenite's own `examples/echo-server.rs` as its repository ships it:
+//!   `split()` and `StreamExt::forward` on `#[tokio::main]`'s multi-threaded runtime (every worker
+//!   on the server core), no TCP_NODELAY;
+//! - `wsgrpc-mt`: `wsgrpc` on that same multi-threaded runtime, so the two differ only in the
+//!   library;
 //! - `fastws`: fastwebsockets' echo server loop;
 //! - `raw`: a plain TCP echo of length-prefixed frames, the physical floor.
 //!
@@ -17,7 +22,8 @@
 //!
 //! Environment: `BENCH_SECONDS` (measurement window per cell, default 2), `BENCH_ROUNDS` (rounds per
 //! cell, median reported, default 3), `BENCH_IDLE` (connections in the idle scenario, default
-//! 10000), `BENCH_ONLY` (comma-separated scenario names).
+//! 10000), `BENCH_ONLY` (comma-separated scenario names), `BENCH_SERVERS` (comma-separated server
+//! names besides `wsgrpc`, e.g. `tt-echo` to profile a pair).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -37,10 +43,12 @@ use tokio::net::{TcpListener, TcpStream};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-const SERVERS: [(&str, &str); 5] = [
+const SERVERS: [(&str, &str); 7] = [
     ("wsgrpc", "wsgrpc"),
+    ("wsgrpc-mt", "wsgrpc_mt"),
     ("naive", "naive"),
     ("tuned", "tuned"),
+    ("tt-echo", "tt_echo_mt"),
     ("fastws", "fastws"),
     ("raw", "raw"),
 ];
@@ -54,7 +62,16 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 
 fn run_server(kind: &str) {
-    let (runtime, _) = pinned_runtime(SERVER_CORE);
+    // `_mt`: the same server on a multi-threaded runtime (as `#[tokio::main]` builds it).
+    let (kind, multi_thread) = match kind.strip_suffix("_mt") {
+        Some(kind) => (kind, true),
+        None => (kind, false),
+    };
+    let (runtime, _) = if multi_thread {
+        pinned_multi_thread_runtime(SERVER_CORE)
+    } else {
+        pinned_runtime(SERVER_CORE)
+    };
     let region_start = Arc::new(std::sync::Mutex::new(Region::new(GLOBAL)));
     serve_commands({
         let region = region_start.clone();
@@ -78,6 +95,8 @@ fn run_server(kind: &str) {
             "hub" => serve_hub(listener).await,
             "naive" => serve_accept_loop(listener, naive_connection).await,
             "tuned" => serve_accept_loop(listener, tuned_connection).await,
+            "tt_echo" => serve_accept_loop(listener, tt_echo_connection).await,
+            "tt_broadcast" => serve_tt_broadcast(listener).await,
             "fastws" => serve_accept_loop(listener, fastws_connection).await,
             "raw" => serve_accept_loop(listener, raw_connection).await,
             other => panic!("unknown server kind {other}"),
@@ -208,6 +227,80 @@ async fn tuned_connection(stream: TcpStream) {
     }
     drop(queue);
     let _ = writer.await;
+}
+
+/// (b') tokio-tungstenite's `examples/echo-server.rs`: the stream of text and binary messages
+/// forwarded into the sink, which feeds while more is ready and flushes when the stream waits.
+async fn tt_echo_connection(stream: TcpStream) {
+    use futures::TryStreamExt;
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (write, read) = ws.split();
+    let _ = read
+        .try_filter(|message| std::future::ready(message.is_text() || message.is_binary()))
+        .forward(write)
+        .await;
+}
+
+/// Broadcast the way plain tokio-tungstenite servers are written: a `tokio::sync::broadcast`
+/// channel, one task per connection that sends each message to its peer as it comes. Whatever
+/// the connection on `/send` sends goes to every other connection.
+// tungstenite's handshake callback returns `Result<Response, ErrorResponse>`: its size is theirs.
+#[allow(clippy::result_large_err)]
+async fn serve_tt_broadcast(listener: TcpListener) {
+    let (sender, _) =
+        tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Message>(1024);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut path = String::new();
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async(
+                stream,
+                |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                 response: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    path = request.uri().path().to_owned();
+                    Ok(response)
+                },
+            )
+            .await
+            else {
+                return;
+            };
+            let (mut sink, mut source) = ws.split();
+            if path == "/send" {
+                while let Some(Ok(message)) = source.next().await {
+                    if message.is_binary() || message.is_text() {
+                        let _ = sender.send(message);
+                    }
+                }
+                return;
+            }
+            let mut receiver = sender.subscribe();
+            loop {
+                tokio::select! {
+                    message = receiver.recv() => match message {
+                        Ok(message) => {
+                            if sink.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    incoming = source.next() => {
+                        if !matches!(incoming, Some(Ok(_))) {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// (c) fastwebsockets' echo server loop (its example, after our own HTTP upgrade).
@@ -720,6 +813,83 @@ async fn measure_broadcast(
     (measured, allocations / deliveries)
 }
 
+/// Steady fan-out where nothing batches: one sender paces `rate` messages of 128 B per second to
+/// `subscribers` receivers for `window`, so each delivery is its own socket write on every
+/// server. Every subscriber checks every message in order. Returns deliveries/s and server CPU
+/// per delivery.
+async fn measure_steady(
+    server: &ServerProcess,
+    subscribers: usize,
+    rate: u32,
+    window: Duration,
+) -> Measured {
+    const SIZE: usize = 128;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut readers = tokio::task::JoinSet::new();
+    let mut streams = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        streams.push(open(server.addr, Wire::WebSocket).await.expect("subscribe"));
+    }
+    let total = (rate as f64 * window.as_secs_f64()) as u64;
+    for (mut stream, mut buffer) in streams {
+        let delivered = delivered.clone();
+        readers.spawn(async move {
+            let mut expected = 0u64;
+            while expected < total {
+                while let Some((header, length, _)) = frame_at(&buffer, Wire::WebSocket) {
+                    assert!(
+                        payload_matches(&buffer[header..header + length], expected, SIZE),
+                        "broadcast {expected} corrupted or out of order"
+                    );
+                    buffer.advance(header + length);
+                    expected += 1;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                if expected == total {
+                    break;
+                }
+                let read =
+                    tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buffer))
+                        .await
+                        .expect("a subscriber waited 10 s for a broadcast")
+                        .expect("read");
+                assert!(read > 0, "subscriber dropped");
+            }
+            stream
+        });
+    }
+    let (mut sender, _) = open_path(server.addr, Wire::WebSocket, "/send")
+        .await
+        .expect("sender");
+    // Let every subscriber's upgrade finish on the server before the first broadcast.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (cpu_before, started) = (server.cpu_ns(), Instant::now());
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    let mut out = Vec::with_capacity(256);
+    for seq in 0..total {
+        ticks.tick().await;
+        encode(&mut out, Wire::WebSocket, seq, SIZE);
+        sender.write_all(&out).await.expect("send");
+        out.clear();
+    }
+    let mut kept = Vec::with_capacity(subscribers);
+    while let Some(stream) = readers.join_next().await {
+        kept.push(stream.expect("subscriber"));
+    }
+    let (cpu, elapsed) = (server.cpu_ns() - cpu_before, started.elapsed());
+    let deliveries = delivered.load(Ordering::Relaxed);
+    assert_eq!(
+        deliveries,
+        total * subscribers as u64,
+        "every delivery arrives"
+    );
+    drop((kept, sender));
+    Measured {
+        per_second: deliveries as f64 / elapsed.as_secs_f64(),
+        cpu_ns_per_op: cpu as f64 / deliveries as f64,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orchestration and report
 // ---------------------------------------------------------------------------------------------
@@ -737,6 +907,9 @@ fn run_benchmarks() {
 
     let servers: Vec<ServerProcess> = SERVERS
         .iter()
+        .enumerate()
+        .filter(|(index, (name, _))| *index == 0 || server_wanted(name))
+        .map(|(_, server)| server)
         .map(|(name, kind)| ServerProcess::start(name, kind))
         .collect();
     runtime.block_on(async {
@@ -783,7 +956,7 @@ fn run_benchmarks() {
         if wanted("latency") {
             println!("\nlatency: 1 connection, 1 message of 32 B in flight");
             println!(
-                "{:<8} {:>10} {:>10} {:>10} {:>14}",
+                "{:<10} {:>10} {:>10} {:>10} {:>14}",
                 "server", "p50", "p99", "p99.9", "cpu/msg"
             );
             let mut p50s = Vec::new();
@@ -796,7 +969,7 @@ fn run_benchmarks() {
                 let (p50, p99, p999, measured) = runs[runs.len() / 2];
                 p50s.push((server.name, p50));
                 println!(
-                    "{:<8} {:>10} {:>10} {:>10} {:>12.0}ns",
+                    "{:<10} {:>10} {:>10} {:>10} {:>12.0}ns",
                     server.name,
                     fmt_duration(p50),
                     fmt_duration(p99),
@@ -805,12 +978,13 @@ fn run_benchmarks() {
                 );
             }
             let ours = p50s[0].1.as_secs_f64();
-            let best_peer = p50s[1..4]
+            let best_peer = p50s
                 .iter()
+                .filter(|(name, _)| !name.starts_with("wsgrpc") && *name != "raw")
                 .map(|(_, p50)| p50.as_secs_f64())
                 .fold(f64::INFINITY, f64::min);
             println!(
-                "wsgrpc p50 speed vs best of naive/tuned/fastws: {:.2}x",
+                "wsgrpc p50 speed vs best of the WebSocket peers: {:.2}x",
                 best_peer / ours
             );
         }
@@ -840,6 +1014,26 @@ fn run_benchmarks() {
                 allocations
             );
         }
+        if wanted("steady") {
+            // Issue 15: 100 messages/s to 1,000 subscribers, where every delivery is one write.
+            let subscribers = 1000.min(fd_limit.saturating_sub(200) as usize);
+            let steady_servers = [
+                ServerProcess::start("wsgrpc", "hub"),
+                ServerProcess::start("wsgrpc-mt", "hub_mt"),
+                ServerProcess::start("tt", "tt_broadcast"),
+                ServerProcess::start("tt-mt", "tt_broadcast_mt"),
+            ];
+            report_throughput(
+                &format!("steady: Hub, 100 messages/s of 128 B to {subscribers} subscribers"),
+                &steady_servers,
+                rounds,
+                async |server: &ServerProcess| {
+                    measure_steady(server, subscribers, 100, window.max(Duration::from_secs(3)))
+                        .await
+                },
+            )
+            .await;
+        }
         if wanted("idle") {
             println!("\nidle: {idle_connections} open connections, server RSS per connection");
             let mut ours = 0.0;
@@ -848,7 +1042,7 @@ fn run_benchmarks() {
                 if server.name == "wsgrpc" {
                     ours = per_connection;
                 }
-                println!("{:<8} {:>10.1} KiB", server.name, per_connection / 1024.0);
+                println!("{:<10} {:>10.1} KiB", server.name, per_connection / 1024.0);
             }
             println!(
                 "wsgrpc target: <= 8 KiB per idle connection: {}",

@@ -45,6 +45,19 @@ pub fn pinned_runtime(core: usize) -> (tokio::runtime::Runtime, u64) {
     (runtime, fd_limit)
 }
 
+/// A multi-threaded runtime (tokio's default: one worker per core) with every thread on `core`,
+/// as `#[tokio::main]` servers run when the process is pinned to one core (`taskset`); returns
+/// the open-file limit too. Threads inherit the affinity of the thread that starts them.
+pub fn pinned_multi_thread_runtime(core: usize) -> (tokio::runtime::Runtime, u64) {
+    let fd_limit = raise_fd_limit();
+    pin_to_core(core);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (runtime, fd_limit)
+}
+
 /// Raises the open-file limit to its hard maximum (idle-connection scenarios need thousands).
 pub fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
@@ -228,6 +241,16 @@ pub fn wanted(scenario: &str) -> bool {
     }
 }
 
+/// Whether the server named `name` takes part: `BENCH_SERVERS` (comma-separated names) narrows
+/// the run, e.g. to profile one server. Callers keep the first server of a table regardless,
+/// since every ratio is against it.
+pub fn server_wanted(name: &str) -> bool {
+    match std::env::var("BENCH_SERVERS") {
+        Ok(only) => only.split(',').any(|wanted| wanted.trim() == name),
+        Err(_) => true,
+    }
+}
+
 /// One cell: how many operations per second, and the server's CPU time per operation.
 #[derive(Clone, Copy, Default)]
 pub struct Measured {
@@ -269,7 +292,7 @@ pub fn print_table(servers: &[ServerProcess], runs: Vec<Vec<Measured>>, unit: &s
         .collect();
     let ours = medians[0];
     println!(
-        "{:<8} {:>12} {:>12} {:>16} {:>16}",
+        "{:<10} {:>12} {:>12} {:>16} {:>16}",
         "server",
         "rate",
         format!("cpu/{unit}"),
@@ -278,7 +301,7 @@ pub fn print_table(servers: &[ServerProcess], runs: Vec<Vec<Measured>>, unit: &s
     );
     for (server, measured) in servers.iter().zip(&medians) {
         println!(
-            "{:<8} {:>12} {:>10.0}ns {:>15.2}x {:>15.2}x",
+            "{:<10} {:>12} {:>10.0}ns {:>15.2}x {:>15.2}x",
             server.name,
             fmt_rate(measured.per_second),
             measured.cpu_ns_per_op,
