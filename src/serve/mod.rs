@@ -55,6 +55,7 @@ mod assets;
 pub mod axum;
 #[cfg(feature = "grpc-web")]
 mod cors;
+mod service;
 mod websocket;
 
 pub use app::{App, DEFAULT_REQUEST_HEAD_TIMEOUT, NoWebSocket};
@@ -62,3 +63,4 @@ pub use assets::Assets;
 #[cfg(feature = "grpc-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
 pub use cors::Cors;
+pub use service::{Body, BoxHttpService, box_http_service};
