@@ -24,7 +24,10 @@
 //!
 //! Every connection is served by hyper-util's automatic HTTP/1.1-or-HTTP/2 connection (with
 //! upgrades), with the HTTP/2 settings of the gRPC [`Config`](crate::grpc::Config) applied exactly
-//! as gRPC's own accept loop applies them. Each connection runs as a task in one `JoinSet`, so the
+//! as gRPC's own accept loop applies them, plus RFC 8441's extended CONNECT. Each request's body
+//! is boxed once into [`Body`], then goes through the app's layers (when there are any) to the
+//! routing; without layers the routing is called directly, so an app without them pays nothing
+//! for the tower stack. Each connection runs as a task in one `JoinSet`, so the
 //! drain deadline can stop what is left; each WebSocket is counted in a [`Connections`] set, so
 //! shutdown can close it with 1001 and wait (bounded) for its close handshake.
 

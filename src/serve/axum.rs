@@ -30,7 +30,7 @@
 //!
 //! [`WebSocket::into_route`] (or [`websocket`]) is an axum route that validates the upgrade with
 //! [`Upgrade::from_request`](crate::ws::Upgrade::from_request), runs `on_upgrade` (its
-//! [`Rejection`](crate::ws::Rejection) becomes the response), answers `101`, and on hyper's upgraded
+//! [`Rejection`] becomes the response), answers `101`, and on hyper's upgraded
 //! stream runs the handler with [`serve_connection_with`](crate::ws::serve_connection_with): the
 //! same limits, keepalive, close codes and `max_connections` (`503`) as
 //! [`ws::Server`](crate::ws::Server). It needs a server that supports HTTP/1.1 upgrades
