@@ -93,6 +93,14 @@ async fn extended_connect_refusals() {
     let (status, _) = refusal(h2.connect("/elsewhere", Some("websocket"), &version).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // The origin policy, as on HTTP/1.1: same origin by default.
+    let cross_origin = [
+        ("sec-websocket-version", "13"),
+        ("origin", "https://evil.example"),
+    ];
+    let (status, _) = refusal(h2.connect("/ws", Some("websocket"), &cross_origin).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     // A plain CONNECT (no `:protocol`) is no WebSocket request: plain HTTP, here 404.
     let (status, _) = refusal(h2.connect("/ws", None, &[]).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -244,9 +244,11 @@ impl<H: Handler> App<H> {
     /// gRPC and gRPC-Web calls, inside the HTTP/2 connection settings and outside the
     /// [`GrpcLayer`] (limits, deadline, authentication); the assets and the fallback. A layer
     /// that answers a WebSocket request itself (a timeout, an auth check) refuses the upgrade
-    /// with its response. Errors of the layered service become `500`, as for the fallback. A
-    /// layer rewriting response bodies (compression) leaves bodiless `101`/`200` upgrade answers
-    /// alone in tower-http's case; a layer of your own must do the same, or the upgrade fails.
+    /// with its response. Errors of the layered service become `500`, as for the fallback. The
+    /// `101`/`200` answers to WebSocket requests have empty bodies, which tower-http's
+    /// `CompressionLayer` leaves alone (its default predicate compresses only above 32 bytes); a
+    /// layer of your own that gives them a body breaks the upgrade (hyper refuses a `200` to a
+    /// CONNECT with a `Content-Length` above 0).
     #[must_use]
     pub fn layer<L, B>(mut self, layer: L) -> Self
     where
