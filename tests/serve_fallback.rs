@@ -218,3 +218,27 @@ async fn without_grpc_services_grpc_requests_reach_the_fallback() {
         b"a tonic router could answer here"
     );
 }
+
+#[tokio::test]
+async fn without_a_websocket_handler_upgrades_reach_the_fallback() {
+    let router = axum::Router::new().route(
+        "/ws",
+        axum::routing::get(|| async { "the fallback's own websocket route" }),
+    );
+    let app = TestApp::start(App::new().fallback(router)).await;
+    let addr = app.addr;
+    let request = Request::get("/ws")
+        .header(header::HOST, addr.to_string())
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::new(Bytes::new()))
+        .expect("valid");
+    let response = http1(addr, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.body().as_ref(),
+        b"the fallback's own websocket route"
+    );
+}

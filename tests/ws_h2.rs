@@ -11,10 +11,11 @@ mod h2_common;
 #[path = "common/serve.rs"]
 mod serve_common;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use h2_common::{H2Connection, expect_close, next_text, refusal, round_trip};
 use http::StatusCode;
 use serve_common::TestApp;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsgrpc::serve::App;
 use wsgrpc::ws::{Config, Handler, Message, Router, Session};
 
@@ -108,6 +109,35 @@ async fn extended_connect_refusals() {
     // The connection survived every refusal: a WebSocket still opens on it.
     let mut socket = h2.websocket("/ws").await;
     assert_eq!(next_text(&mut socket).await, "HTTP/2.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_flow_and_the_message_limit_holds() {
+    let config = Config::default().max_message_size(4 << 20);
+    let app = TestApp::start(app(config)).await;
+    let mut h2 = H2Connection::open(app.addr).await;
+    let mut socket = h2.websocket("/ws").await;
+    assert_eq!(next_text(&mut socket).await, "HTTP/2.0");
+    // 3 MiB each way: far past HTTP/2's initial 64 KiB flow-control window, so the stream's
+    // window must be released as the engine reads.
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    socket
+        .send(WsMessage::binary(payload.clone()))
+        .await
+        .expect("send");
+    let echoed = tokio::time::timeout(h2_common::WAIT, socket.next())
+        .await
+        .expect("echo in time")
+        .expect("stream open")
+        .expect("valid message");
+    assert_eq!(echoed.into_data().as_ref(), payload.as_slice());
+
+    // Over `max_message_size`: 1009, as on HTTP/1.1.
+    socket
+        .send(WsMessage::binary(vec![0u8; (4 << 20) + 1]))
+        .await
+        .expect("send");
+    assert_eq!(u16::from(expect_close(&mut socket).await.code), 1009);
 }
 
 #[tokio::test]

@@ -30,11 +30,11 @@
 //!
 //! [`WebSocket::into_route`] (or [`websocket`]) is an axum route that validates the upgrade with
 //! [`Upgrade::from_request`](crate::ws::Upgrade::from_request), runs `on_upgrade` (its
-//! [`Rejection`] becomes the response), answers `101`, and on hyper's upgraded
-//! stream runs the handler with [`serve_connection_with`](crate::ws::serve_connection_with): the
-//! same limits, keepalive, close codes and `max_connections` (`503`) as
-//! [`ws::Server`](crate::ws::Server). It needs a server that supports HTTP/1.1 upgrades
-//! (`axum::serve` does). The peer address comes from axum's `ConnectInfo<SocketAddr>` when the app
+//! [`Rejection`] becomes the response), answers `101` (`200` to an HTTP/2 extended CONNECT),
+//! and on hyper's upgraded stream runs the handler with
+//! [`serve_connection_with`](crate::ws::serve_connection_with): the same limits, keepalive, close
+//! codes and `max_connections` (`503`) as [`ws::Server`](crate::ws::Server). It needs a server
+//! that supports HTTP/1.1 upgrades and, for HTTP/2, RFC 8441 (`axum::serve` does both). The peer address comes from axum's `ConnectInfo<SocketAddr>` when the app
 //! is served `into_make_service_with_connect_info`.
 //!
 //! axum's own graceful shutdown stops waiting for a connection once it is upgraded, so the
@@ -129,7 +129,9 @@ impl<H: Handler> WebSocket<H> {
         &self.connections
     }
 
-    /// The axum route: any method (a non-GET request gets `405` from the upgrade validation).
+    /// The axum route: any method, so that HTTP/2 extended CONNECT requests reach it too (other
+    /// methods get `405` from the upgrade validation: `Allow: GET` on HTTP/1.1, `Allow: CONNECT`
+    /// on HTTP/2).
     pub fn into_route<S>(self) -> MethodRouter<S>
     where
         S: Clone + Send + Sync + 'static,
