@@ -10,6 +10,9 @@ mod common;
 mod h2_common;
 #[path = "common/serve.rs"]
 mod serve_common;
+#[cfg(feature = "tls")]
+#[path = "common/tls.rs"]
+mod tls_common;
 
 use futures::{SinkExt, StreamExt};
 use h2_common::{H2Connection, expect_close, next_text, refusal, round_trip};
@@ -160,4 +163,32 @@ async fn max_connections_counts_http2_websockets() {
     app.wait_websockets(0).await;
     let mut again = h2.websocket("/ws").await;
     assert_eq!(next_text(&mut again).await, "HTTP/2.0");
+}
+
+/// The browser's path to an HTTP/2 WebSocket: `https://` with ALPN `h2`, then extended CONNECT.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn websocket_over_http2_over_tls() {
+    let certificate = tls_common::TestCertificate::localhost();
+    let app = TestApp::start(app(Config::default()).tls(certificate.server_config())).await;
+    let mut client_config = (*certificate.client_config()).clone();
+    client_config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let server_name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio::time::timeout(
+        h2_common::WAIT,
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config))
+            .connect(server_name, tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("tls handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let base = format!("https://localhost:{}", app.addr.port());
+    let mut h2 = H2Connection::over(tls, base).await;
+    let mut socket = h2.websocket("/ws").await;
+    assert_eq!(next_text(&mut socket).await, "HTTP/2.0");
+    round_trip(&mut socket, "wss over h2").await;
 }

@@ -26,7 +26,8 @@ pub type H2Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// One cleartext HTTP/2 connection (prior knowledge) whose server has been seen to advertise
 /// `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441 section 3).
 pub struct H2Connection {
-    pub addr: SocketAddr,
+    /// `http://host:port` or `https://host:port`: the scheme and authority of every request.
+    base: String,
     sender: SendRequest<Empty<Bytes>>,
 }
 
@@ -36,12 +37,21 @@ impl H2Connection {
     /// while this task drives the connection, so the setting can be read back from it.
     pub async fn open(addr: SocketAddr) -> H2Connection {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        H2Connection::over(stream, format!("http://{addr}")).await
+    }
+
+    /// The same over an established stream (TLS with ALPN `h2`, say); `base` is the scheme and
+    /// authority the requests name.
+    pub async fn over<Io>(io: Io, base: String) -> H2Connection
+    where
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
                 .await
                 .expect("http/2 handshake");
         let mut connection = Box::pin(connection);
-        let probe = Request::get(format!("http://{addr}/settings-probe"))
+        let probe = Request::get(format!("{base}/settings-probe"))
             .body(Empty::new())
             .expect("valid");
         let exchange = sender.send_request(probe);
@@ -58,7 +68,7 @@ impl H2Connection {
             "server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL"
         );
         tokio::spawn(connection);
-        H2Connection { addr, sender }
+        H2Connection { base, sender }
     }
 
     /// Sends an extended CONNECT for `path` with `:protocol` `protocol` (none when `None`) and
@@ -72,7 +82,7 @@ impl H2Connection {
     ) -> Response<hyper::body::Incoming> {
         let mut request = Request::builder()
             .method(Method::CONNECT)
-            .uri(format!("http://{}{path}", self.addr));
+            .uri(format!("{}{path}", self.base));
         if let Some(protocol) = protocol {
             request = request.extension(hyper::ext::Protocol::from_static(protocol));
         }
