@@ -237,8 +237,9 @@ impl<H: Handler> App<H> {
     /// later wrap the ones added before, so the last one sees a request first (as axum's
     /// `Router::layer`).
     ///
-    /// What a layer sees: every request the connection reads, after the `Host` check and before
-    /// routing, and every response, for all of the app: WebSocket upgrade requests and their
+    /// What a layer sees: every request the connection reads, before the `Host` check and the
+    /// routing (so a request refused there with `400` passes the layer too), and every response,
+    /// for all of the app: WebSocket upgrade requests and their
     /// `101` (HTTP/1.1) or `200` (HTTP/2) response or refusal, but not the WebSocket frames that
     /// follow (those are the [`Handler`]'s, with the WebSocket [`Layer`](crate::ws::Layer)s);
     /// gRPC and gRPC-Web calls, inside the HTTP/2 connection settings and outside the
