@@ -28,8 +28,9 @@
 //! - `grpc` (feature `grpc`): the gRPC side: the generated Greeter service, a default
 //!   implementation to extend, and a server builder with health, reflection, limits and graceful
 //!   shutdown.
-//! - `serve` (feature `serve`): one listener for WebSocket, gRPC and a web page; gRPC-Web for
-//!   browsers with `grpc-web`, and an axum adapter with `axum`.
+//! - `serve` (feature `serve`): one listener for WebSocket (HTTP/1.1 and HTTP/2), gRPC, a web
+//!   page and any fallback tower service, under tower layers; gRPC-Web for browsers with
+//!   `grpc-web`, and an axum adapter (route and extractor) with `axum`.
 //! - `client` (feature `client`): a WebSocket client running the same `Handler`, with opt-in
 //!   reconnect.
 //! - `rpc` (feature `json`; its client half also needs `client`): typed request/response calls

@@ -24,7 +24,10 @@
 //!
 //! Every connection is served by hyper-util's automatic HTTP/1.1-or-HTTP/2 connection (with
 //! upgrades), with the HTTP/2 settings of the gRPC [`Config`](crate::grpc::Config) applied exactly
-//! as gRPC's own accept loop applies them. Each connection runs as a task in one `JoinSet`, so the
+//! as gRPC's own accept loop applies them, plus RFC 8441's extended CONNECT. Each request's body
+//! is boxed once into [`Body`], then goes through the app's layers (when there are any) to the
+//! routing; without layers the routing is called directly, so an app without them pays nothing
+//! for the tower stack. Each connection runs as a task in one `JoinSet`, so the
 //! drain deadline can stop what is left; each WebSocket is counted in a [`Connections`] set, so
 //! shutdown can close it with 1001 and wait (bounded) for its close handshake.
 
@@ -44,15 +47,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
-use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::server::TcpConnectInfo;
 #[cfg(feature = "grpc-web")]
 use tonic_web::{GrpcWebLayer, GrpcWebService};
+use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Assets;
+use super::service::{Body, BoxHttpService, box_http_service};
 use super::websocket::{Endpoint, is_upgrade};
 #[cfg(feature = "grpc-web")]
 use super::{Cors, cors::Verdict};
@@ -60,6 +64,7 @@ use crate::grpc::serve::configure_http2;
 use crate::grpc::{GrpcLayer, GrpcParts};
 use crate::net::serve::{AcceptOptions, Connector, accept_until, drain};
 use crate::net::{Listener, Shutdown};
+use crate::ws::upgrade::is_extended_connect;
 use crate::ws::{self, Connections, Handler, Rejection, Upgrade};
 use crate::{BoxError, Result};
 
@@ -80,20 +85,36 @@ impl Handler for NoWebSocket {
 }
 
 /// What one port serves; build it, then [`serve`](Self::serve) it on a listener. See the
-/// [module docs](super).
+/// [module docs](super) for the routing order.
 #[derive(Debug)]
 pub struct App<H = NoWebSocket> {
     handler: H,
+    /// Whether [`App::websocket`] was called: without it, upgrades go to the fallback if any.
+    has_websocket: bool,
     ws_config: ws::Config,
     grpc: Option<GrpcParts>,
     #[cfg(feature = "grpc-web")]
     grpc_web: Option<Cors>,
     assets: Assets,
+    fallback: Option<BoxHttpService>,
+    layers: Layers,
     request_head_timeout: Duration,
     tcp_nodelay: bool,
     connections: Connections,
     #[cfg(feature = "tls")]
     tls: Option<crate::net::TlsConfig>,
+}
+
+/// The layers of [`App::layer`], first added innermost; applied once, when serving starts.
+#[derive(Default)]
+struct Layers(Vec<Box<dyn FnOnce(BoxHttpService) -> BoxHttpService + Send + Sync>>);
+
+impl std::fmt::Debug for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layers")
+            .field("len", &self.0.len())
+            .finish()
+    }
 }
 
 /// Default of [`App::request_head_timeout`]: 10 s, as the WebSocket handshake timeout.
@@ -105,11 +126,14 @@ impl App<NoWebSocket> {
     pub fn new() -> Self {
         App {
             handler: NoWebSocket,
+            has_websocket: false,
             ws_config: ws::Config::default(),
             grpc: None,
             #[cfg(feature = "grpc-web")]
             grpc_web: None,
             assets: Assets::new(),
+            fallback: None,
+            layers: Layers::default(),
             request_head_timeout: DEFAULT_REQUEST_HEAD_TIMEOUT,
             tcp_nodelay: true,
             connections: Connections::new(),
@@ -126,16 +150,21 @@ impl Default for App<NoWebSocket> {
 }
 
 impl<H: Handler> App<H> {
-    /// Runs `handler` on every WebSocket upgrade request (any path: put a
-    /// [`Router`](crate::ws::Router) here to dispatch by path, and guards in front of it).
+    /// Runs `handler` on every WebSocket request, HTTP/1.1 upgrade (RFC 6455) or HTTP/2 extended
+    /// CONNECT (RFC 8441) alike, on any path: put a [`Router`](crate::ws::Router) here to
+    /// dispatch by path, and guards in front of it. [`Session::http_version`](
+    /// crate::ws::Session::http_version) tells the two apart.
     pub fn websocket<H2: Handler>(self, handler: H2) -> App<H2> {
         App {
             handler,
+            has_websocket: true,
             ws_config: self.ws_config,
             grpc: self.grpc,
             #[cfg(feature = "grpc-web")]
             grpc_web: self.grpc_web,
             assets: self.assets,
+            fallback: self.fallback,
+            layers: self.layers,
             request_head_timeout: self.request_head_timeout,
             tcp_nodelay: self.tcp_nodelay,
             connections: self.connections,
@@ -171,10 +200,69 @@ impl<H: Handler> App<H> {
         self
     }
 
-    /// Serves these files to plain HTTP requests.
+    /// Serves these files to plain HTTP requests, by exact path, before the
+    /// [`fallback`](Self::fallback) sees them.
     #[must_use]
     pub fn assets(mut self, assets: Assets) -> Self {
         self.assets = assets;
+        self
+    }
+
+    /// Sends every request no other part of the app takes to `service`: an axum `Router` with
+    /// REST routes, tower-http's `ServeDir`, any tower service answering `http::Request<`[`Body`]`>`
+    /// (bodies implementing `http_body::Body<Data = Bytes>` convert with [`Body::new`]).
+    /// Default: none, so those requests get `404`. Calling it again replaces the service.
+    ///
+    /// It receives plain HTTP requests that no [`assets`](Self::assets) path matches; gRPC
+    /// requests when no [`grpc`](Self::grpc) services are set (a tonic router mounted in the
+    /// fallback then works); WebSocket requests when no [`websocket`](Self::websocket) handler
+    /// is set (an axum app with its own WebSocket routes then works unchanged); and plain
+    /// `CONNECT` requests (without RFC 8441's `:protocol`). Its errors (`S::Error`) become
+    /// `500 Internal Server Error`, logged; they never reach the connection.
+    #[must_use]
+    pub fn fallback<S, B>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.fallback = Some(box_http_service(service));
+        self
+    }
+
+    /// Wraps the whole HTTP service of the app in `layer` (tower middleware: tower-http's
+    /// `TraceLayer`, `CompressionLayer`, `SetRequestIdLayer`, `TimeoutLayer`...). Layers added
+    /// later wrap the ones added before, so the last one sees a request first (as axum's
+    /// `Router::layer`).
+    ///
+    /// What a layer sees: every request the connection reads, before the `Host` check and the
+    /// routing (so a request refused there with `400` passes the layer too), and every response,
+    /// for all of the app: WebSocket upgrade requests and their
+    /// `101` (HTTP/1.1) or `200` (HTTP/2) response or refusal, but not the WebSocket frames that
+    /// follow (those are the [`Handler`]'s, with the WebSocket [`Layer`](crate::ws::Layer)s);
+    /// gRPC and gRPC-Web calls, inside the HTTP/2 connection settings and outside the
+    /// [`GrpcLayer`] (limits, deadline, authentication); the assets and the fallback. A layer
+    /// that answers a WebSocket request itself (a timeout, an auth check) refuses the upgrade
+    /// with its response. Errors of the layered service become `500`, as for the fallback. The
+    /// `101`/`200` answers to WebSocket requests have empty bodies, which tower-http's
+    /// `CompressionLayer` leaves alone (its default predicate compresses only above 32 bytes); a
+    /// layer of your own that gives them a body breaks the upgrade (hyper refuses a `200` to a
+    /// CONNECT with a `Content-Length` above 0).
+    #[must_use]
+    pub fn layer<L, B>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxHttpService> + Send + Sync + 'static,
+        L::Service: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request<Body>>>::Future: Send + 'static,
+        <L::Service as Service<Request<Body>>>::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.layers
+            .0
+            .push(Box::new(move |inner| box_http_service(layer.layer(inner))));
         self
     }
 
@@ -249,10 +337,12 @@ impl<H: Handler> App<H> {
         };
         let ws_shutdown_timeout = self.ws_config.shutdown_timeout;
         let connections = self.connections.clone();
+        let builder = http_builder(&self.ws_config, &grpc_config, self.request_head_timeout);
+        let request_head_timeout = self.request_head_timeout;
         let connector = Arc::new(HttpConnector {
-            builder: http_builder(&self.ws_config, &grpc_config, self.request_head_timeout),
-            request_head_timeout: self.request_head_timeout,
-            routes: Arc::new(Routing::new(self)),
+            builder,
+            request_head_timeout,
+            stack: Stack::new(self),
         });
 
         let shutdown = Shutdown::new();
@@ -294,6 +384,9 @@ fn http_builder(
         // hyper refuses smaller buffers; a head over the limit gets 431, as on `ws::Server`.
         .max_buf_size(ws_config.max_request_head_size.max(8192));
     configure_http2!(builder.http2(), grpc_config);
+    // RFC 8441 section 3: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1, so clients may open WebSockets
+    // as extended CONNECT streams. Browsers use it only over TLS (h2); ws:// stays HTTP/1.1.
+    builder.http2().enable_connect_protocol();
     builder
 }
 
@@ -301,7 +394,39 @@ fn http_builder(
 struct HttpConnector<H> {
     builder: auto::Builder<TokioExecutor>,
     request_head_timeout: Duration,
-    routes: Arc<Routing<H>>,
+    stack: Stack<H>,
+}
+
+/// The service requests go to: the routing itself, or the routing inside the app's layers.
+enum Stack<H> {
+    /// No layers: requests are routed directly, without erasing the routing into a service.
+    Routing(Arc<Routing<H>>),
+    Layered(BoxHttpService),
+}
+
+impl<H> Clone for Stack<H> {
+    fn clone(&self) -> Self {
+        match self {
+            Stack::Routing(routing) => Stack::Routing(routing.clone()),
+            Stack::Layered(service) => Stack::Layered(service.clone()),
+        }
+    }
+}
+
+impl<H: Handler> Stack<H> {
+    fn new(mut app: App<H>) -> Self {
+        let layers = std::mem::take(&mut app.layers.0);
+        let routing = Arc::new(Routing::new(app));
+        if layers.is_empty() {
+            return Stack::Routing(routing);
+        }
+        let service = box_http_service(RoutingService(routing));
+        Stack::Layered(
+            layers
+                .into_iter()
+                .fold(service, |inner, layer| layer(inner)),
+        )
+    }
 }
 
 impl<H: Handler> Connector for HttpConnector<H> {
@@ -321,7 +446,7 @@ impl<H: Handler> Connector for HttpConnector<H> {
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let dispatch = Dispatch {
-            routes: self.routes.clone(),
+            stack: self.stack.clone(),
             info: TcpConnectInfo {
                 local_addr: None,
                 remote_addr: peer,
@@ -384,11 +509,13 @@ async fn serve_http<IO, H>(
 
 /// What one port serves, ready for requests.
 struct Routing<H> {
-    websocket: Endpoint<H>,
+    /// `None` when the app has no handler of its own: upgrades go to the fallback then.
+    websocket: Option<Endpoint<H>>,
     grpc: Option<GrpcService>,
     #[cfg(feature = "grpc-web")]
     grpc_web: Option<(Cors, GrpcWebService<GrpcService>)>,
     assets: Assets,
+    fallback: Option<BoxHttpService>,
 }
 
 impl<H: Handler> Routing<H> {
@@ -405,34 +532,47 @@ impl<H: Handler> Routing<H> {
             }
             (None, _) => None,
         };
+        // Without a handler of its own and with a fallback, the fallback gets the upgrades;
+        // otherwise the app's handler (`NoWebSocket` answers 404).
+        let websocket = (app.has_websocket || app.fallback.is_none())
+            .then(|| Endpoint::new(app.handler, app.ws_config, app.connections));
         Routing {
-            websocket: Endpoint::new(app.handler, app.ws_config, app.connections),
+            websocket,
             grpc,
             #[cfg(feature = "grpc-web")]
             grpc_web,
             assets: app.assets,
+            fallback: app.fallback,
         }
     }
 
-    /// Routes one request by protocol.
-    async fn route(&self, request: Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
+    /// Routes one request by protocol: WebSocket, gRPC-Web, gRPC, then plain HTTP (assets, then
+    /// the fallback, then 404).
+    async fn route(&self, request: Request<Body>) -> Response<Body> {
         // RFC 9112 section 3.2: missing, repeated or invalid Host gets 400, whatever the protocol.
         if let Err(rejection) = crate::origin::request_authority(&request) {
             return full(rejection.into_http());
         }
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
         #[cfg(feature = "grpc-web")]
         let grpc_web = self.grpc_web.is_some();
         // Without the feature, gRPC-Web requests are plain HTTP to this server: the assets answer.
         #[cfg(not(feature = "grpc-web"))]
         let grpc_web = false;
         match Protocol::of(&request, grpc_web) {
-            Protocol::WebSocket => full(self.websocket.upgrade(request, peer).await),
+            Protocol::WebSocket => match &self.websocket {
+                Some(endpoint) => full(endpoint.upgrade(request, peer).await),
+                None => self.http(request).await,
+            },
             #[cfg(not(feature = "grpc-web"))]
-            Protocol::GrpcWeb => full(self.assets.respond(&request)),
+            Protocol::GrpcWeb => self.http(request).await,
             #[cfg(feature = "grpc-web")]
             Protocol::GrpcWeb => {
                 let Some((cors, service)) = &self.grpc_web else {
-                    return full(self.assets.respond(&request));
+                    return self.http(request).await;
                 };
                 match cors.check(&request) {
                     Verdict::Pass => call(service.clone(), request).await,
@@ -444,14 +584,53 @@ impl<H: Handler> Routing<H> {
                     Verdict::Respond(response) => full(response),
                 }
             }
-            Protocol::Grpc => match &self.grpc {
-                Some(service) => call(service.clone(), request.map(Body::new)).await,
-                None => tonic::Status::unimplemented("no grpc services here")
+            Protocol::Grpc => match (&self.grpc, &self.fallback) {
+                (Some(service), _) => call(service.clone(), request).await,
+                (None, Some(fallback)) => call(fallback.clone(), request).await,
+                (None, None) => tonic::Status::unimplemented("no grpc services here")
                     .into_http()
                     .map(|()| Body::empty()),
             },
-            Protocol::Http => full(self.assets.respond(&request)),
+            Protocol::Http => self.http(request).await,
         }
+    }
+
+    /// A plain HTTP request: the assets' exact paths, then the fallback, then `404`.
+    async fn http(&self, request: Request<Body>) -> Response<Body> {
+        match &self.fallback {
+            Some(fallback) if !self.assets.serves(request.uri().path()) => {
+                call(fallback.clone(), request).await
+            }
+            _ => full(self.assets.respond(&request)),
+        }
+    }
+}
+
+/// The routing as a tower service, for the app's layers to wrap.
+struct RoutingService<H>(Arc<Routing<H>>);
+
+impl<H> Clone for RoutingService<H> {
+    fn clone(&self) -> Self {
+        RoutingService(self.0.clone())
+    }
+}
+
+impl<H: Handler> Service<Request<Body>> for RoutingService<H> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let routing = self.0.clone();
+        Box::pin(async move { Ok(routing.route(request).await) })
     }
 }
 
@@ -466,7 +645,9 @@ enum Protocol {
 
 impl Protocol {
     fn of<B>(request: &Request<B>, grpc_web: bool) -> Protocol {
-        if is_upgrade(request) {
+        // An HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT with any `:protocol` (the upgrade
+        // path answers 501 to protocols other than `websocket`, RFC 9220 section 3).
+        if is_upgrade(request) || is_extended_connect(request) {
             return Protocol::WebSocket;
         }
         let content_type = request
@@ -516,7 +697,7 @@ fn full(response: Response<Bytes>) -> Response<Body> {
 
 /// The per-connection hyper service: routes each request and notes that one arrived.
 struct Dispatch<H> {
-    routes: Arc<Routing<H>>,
+    stack: Stack<H>,
     info: TcpConnectInfo,
     seen_request: Arc<AtomicBool>,
 }
@@ -531,9 +712,23 @@ impl<H: Handler> hyper::service::Service<Request<Incoming>> for Dispatch<H> {
         self.seen_request.store(true, Ordering::Relaxed);
         // tonic's `Request::remote_addr` reads this, as under tonic's own server.
         request.extensions_mut().insert(self.info.clone());
-        let peer = self.info.remote_addr();
-        let routes = self.routes.clone();
-        Box::pin(async move { Ok(routes.route(request, peer).await) })
+        // Boxed once here, so routing, fallback and layers all see one body type.
+        let request = request.map(Body::new);
+        match &self.stack {
+            Stack::Routing(routing) => {
+                let routing = routing.clone();
+                Box::pin(async move { Ok(routing.route(request).await) })
+            }
+            Stack::Layered(service) => {
+                let service = service.clone();
+                Box::pin(async move {
+                    match service.oneshot(request).await {
+                        Ok(response) => Ok(response),
+                        Err(never) => match never {},
+                    }
+                })
+            }
+        }
     }
 }
 

@@ -71,6 +71,11 @@ impl Assets {
         self.files.is_empty()
     }
 
+    /// Whether a file is served at exactly `path`.
+    pub fn serves(&self, path: &str) -> bool {
+        self.files.contains_key(path)
+    }
+
     /// The answer to `request`: the file, `404` or `405`.
     pub fn respond<B>(&self, request: &Request<B>) -> Response<Bytes> {
         let Some(asset) = self.files.get(request.uri().path()) else {

@@ -24,14 +24,26 @@
 //!
 //! Real deployments expose one port behind one load balancer, and browsers cannot speak native
 //! gRPC. This module joins the two sides of the crate (it is the only one that imports both `ws`
-//! and `grpc`) and tells requests apart by protocol:
+//! and `grpc`) and tells requests apart by protocol, in this order:
 //!
 //! | request | goes to |
 //! |---|---|
-//! | `Upgrade: websocket` (HTTP/1.1) | the WebSocket [`Handler`](crate::ws::Handler), with its router and guards |
+//! | missing, repeated or invalid `Host` / `:authority` (RFC 9112 section 3.2) | `400` |
+//! | `Upgrade: websocket` (HTTP/1.1), or an extended CONNECT (HTTP/2, RFC 8441: `:method CONNECT` with a `:protocol`) | the WebSocket [`Handler`](crate::ws::Handler), with its router and guards (the fallback when the app has no handler but has a fallback) |
 //! | `content-type: application/grpc-web*` (HTTP/1.1 or HTTP/2), and CORS preflights | the gRPC services through tonic-web, under the [`Cors`] policy |
-//! | `content-type: application/grpc*` (HTTP/2) | the gRPC services (Greeter, health, reflection) behind their [`GrpcLayer`](crate::grpc::GrpcLayer) |
-//! | anything else | the [`Assets`] (`404` when none matches) |
+//! | `content-type: application/grpc*` (HTTP/2) | the gRPC services behind their [`GrpcLayer`](crate::grpc::GrpcLayer) (the fallback when the app has none, else `UNIMPLEMENTED`) |
+//! | anything else | the [`Assets`] by exact path, then the [`fallback`](App::fallback) (an axum `Router`, tower-http's `ServeDir`, any tower service), then `404` |
+//!
+//! [`App::layer`] wraps all of it in tower middleware (tower-http's `TraceLayer`,
+//! `CompressionLayer`, `SetRequestIdLayer`...): every request and response the connection
+//! carries, WebSocket upgrade requests and their `101`/`200` included, but not the WebSocket
+//! frames after them.
+//!
+//! WebSockets run over HTTP/1.1 (RFC 6455, `101`) or over one stream of an HTTP/2 connection
+//! (RFC 8441, `200`; the server advertises `SETTINGS_ENABLE_CONNECT_PROTOCOL`) with the same
+//! handler, guards, limits and shutdown; [`Session::http_version`](crate::ws::Session::http_version)
+//! tells which. Browsers use HTTP/2 WebSockets only on `https://` pages served over h2 (with
+//! [`App::tls`]); `ws://` stays HTTP/1.1.
 //!
 //! The limits of both sides apply on this path as on their own servers: from
 //! [`ws::Config`](crate::ws::Config) the message and frame sizes, keepalive, queue bound,
@@ -45,8 +57,9 @@
 //! serving core ([`crate::net`]).
 //!
 //! With the `tls` feature, [`App::tls`] serves `https://`, `wss://` and gRPC over TLS on the same
-//! port (ALPN `h2` and `http/1.1`). Apps already written with axum mount a handler with
-//! [`axum::websocket`] and the gRPC services with [`axum::grpc_router`] instead.
+//! port (ALPN `h2` and `http/1.1`). Apps already written with axum can either become the
+//! [`fallback`](App::fallback) of an `App`, or mount a handler with [`axum::websocket`] (or
+//! the [`axum::WebSocketUpgrade`] extractor) and the gRPC services with [`axum::grpc_router`].
 
 mod app;
 mod assets;
@@ -55,6 +68,7 @@ mod assets;
 pub mod axum;
 #[cfg(feature = "grpc-web")]
 mod cors;
+mod service;
 mod websocket;
 
 pub use app::{App, DEFAULT_REQUEST_HEAD_TIMEOUT, NoWebSocket};
@@ -62,3 +76,4 @@ pub use assets::Assets;
 #[cfg(feature = "grpc-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
 pub use cors::Cors;
+pub use service::{Body, BoxHttpService, box_http_service};

@@ -21,8 +21,10 @@
 //! [`ws::Server`](crate::ws::Server): `max_connections` (`503` with `Retry-After`, counted from
 //! the request so that connections still in `on_upgrade` count), validation and the origin policy,
 //! the handshake timeout around `on_upgrade` and the hand-over, a panicking `on_upgrade` answered
-//! with `500`, and the handler's refusals as HTTP responses. After the `101` the connection runs
-//! in its own task, counted in a [`Connections`] set, so the server's shutdown closes it with 1001.
+//! with `500`, and the handler's refusals as HTTP responses. After the `101` (HTTP/1.1) or the
+//! `200` (an RFC 8441 extended CONNECT on HTTP/2; hyper hands over the stream the same way,
+//! through `hyper::upgrade::on`) the connection runs in its own task, counted in a
+//! [`Connections`] set, so the server's shutdown closes it with 1001.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,8 +12,9 @@
 //!    4.2.1), then the server-wide **origin policy** of [`Config`];
 //! 3. **`on_upgrade`**, with panics contained (`500`, logged; the server goes on) and bounded by
 //!    [`Config::handshake_timeout`] (`503`);
-//! 4. the `101` ([`Accepted::response`]), and the engine runs the connection
-//!    ([`Acceptor::run`]), registered for the graceful shutdown (close 1001).
+//! 4. the `101` ([`Accepted::response`]; `200` to an RFC 8441 extended CONNECT on HTTP/2, see
+//!    [`Upgrade::http_version`]), and the engine runs the connection ([`Acceptor::run`]),
+//!    registered for the graceful shutdown (close 1001).
 //!
 //! Only the transport around it differs: who writes the response and where the upgraded stream
 //! comes from.

@@ -307,6 +307,14 @@ impl Session {
         self.handle.protocol()
     }
 
+    /// Which HTTP the WebSocket was opened over: [`http::Version::HTTP_11`] for an RFC 6455
+    /// upgrade (`101`), [`http::Version::HTTP_2`] for an RFC 8441 extended CONNECT (`200`, one
+    /// stream of a shared HTTP/2 connection). Handlers, guards, limits and shutdown are the same
+    /// either way; see [`Upgrade::http_version`](crate::ws::Upgrade::http_version).
+    pub fn http_version(&self) -> http::Version {
+        self.handle.request().version()
+    }
+
     /// Typed per-connection values: what guards attached at upgrade time, and the handler's own
     /// state.
     pub fn extensions(&self) -> &Extensions {

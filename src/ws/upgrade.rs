@@ -20,7 +20,9 @@ use crate::ws::{Config, Extensions};
 pub struct Upgrade {
     request: Request<()>,
     peer_addr: Option<SocketAddr>,
-    accept_key: HeaderValue,
+    /// `Sec-WebSocket-Accept` for an HTTP/1.1 upgrade; `None` for an RFC 8441 extended CONNECT,
+    /// which has no key (RFC 8441 section 5).
+    accept_key: Option<HeaderValue>,
     protocol: Option<HeaderValue>,
     response_headers: HeaderMap,
     extensions: Extensions,
@@ -47,13 +49,19 @@ impl Upgrade {
     /// | `Sec-WebSocket-Version` missing or not 13 (RFC 6455 4.2.2 item 4) | 426 with `Sec-WebSocket-Version: 13` |
     /// | `Sec-WebSocket-Key` missing, repeated (11.3.1) or not base64 of 16 bytes | 400 |
     ///
-    /// HTTP/2 requests (RFC 8441) take their authority from `:authority` and need no `Host`.
-    /// The origin check is separate ([`Config::check_origin`]): the crate's servers run both.
+    /// HTTP/2 requests are WebSockets over HTTP/2 (RFC 8441), checked by their own rules: see
+    /// [`Upgrade::http_version`]. The origin check is separate ([`Config::check_origin`]): the
+    /// crate's servers run both.
     pub fn from_request(
         request: Request<()>,
         peer_addr: Option<SocketAddr>,
     ) -> Result<Self, Rejection> {
-        let accept_key = validate_handshake(&request)?;
+        let accept_key = if request.version() >= Version::HTTP_2 {
+            validate_extended_connect(&request)?;
+            None
+        } else {
+            Some(validate_handshake(&request)?)
+        };
         Ok(Upgrade {
             request,
             peer_addr,
@@ -94,6 +102,28 @@ impl Upgrade {
     /// The request headers.
     pub fn headers(&self) -> &HeaderMap {
         self.request.headers()
+    }
+
+    /// Which HTTP the WebSocket runs over: [`Version::HTTP_11`] for an RFC 6455 upgrade (`GET`
+    /// with `Upgrade: websocket`, answered `101`), [`Version::HTTP_2`] for an RFC 8441 extended
+    /// CONNECT (`:method CONNECT`, `:protocol websocket`, answered `200`; the WebSocket is one
+    /// HTTP/2 stream among the connection's others).
+    ///
+    /// An HTTP/2 request is checked by RFC 8441 section 5 instead of the table above:
+    ///
+    /// | request | status |
+    /// |---|---|
+    /// | `:authority` missing or invalid, or a `Host` naming another authority (RFC 9113 8.3.1) | 400 |
+    /// | a method other than CONNECT | 405 with `Allow: CONNECT` |
+    /// | no `:protocol`, or one other than `websocket` (RFC 9220 section 3 for unknown protocols) | 501 |
+    /// | `Sec-WebSocket-Version` missing, repeated or not 13 (RFC 6455 4.2.2 item 4) | 400 with `Sec-WebSocket-Version: 13` (HTTP/2 has no `426`/`Upgrade`) |
+    ///
+    /// `Sec-WebSocket-Key` is not used (RFC 8441 section 5) and ignored when sent. The
+    /// `:protocol` pseudo-header arrives as hyper's `ext::Protocol` request extension, so
+    /// extended CONNECT requests are recognised with the `grpc` feature (which brings hyper);
+    /// without it every HTTP/2 request gets `501`.
+    pub fn http_version(&self) -> Version {
+        self.request.version()
     }
 
     /// The peer's address, when the transport has one.
@@ -151,14 +181,33 @@ impl Upgrade {
         &mut self.extensions
     }
 
-    /// The `101 Switching Protocols` response accepting this upgrade.
+    /// The response accepting this upgrade: `101 Switching Protocols` with
+    /// `Sec-WebSocket-Accept` for HTTP/1.1, `200 OK` for HTTP/2 (RFC 8441 section 5), with the
+    /// chosen subprotocol and the extra [`response_headers_mut`](Self::response_headers_mut).
     pub fn response(&self) -> Response<()> {
+        let Some(accept_key) = &self.accept_key else {
+            return self.extended_connect_response();
+        };
         let mut response = Response::new(());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept_key.clone());
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key.clone());
+        if let Some(protocol) = &self.protocol {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
+        }
+        for (name, value) in &self.response_headers {
+            headers.append(name, value.clone());
+        }
+        response
+    }
+
+    /// RFC 8441 section 5: `200` accepts an extended CONNECT; no `Upgrade`, `Connection` (both
+    /// forbidden on HTTP/2, RFC 9113 section 8.2.2) or `Sec-WebSocket-Accept`.
+    fn extended_connect_response(&self) -> Response<()> {
+        let mut response = Response::new(());
+        let headers = response.headers_mut();
         if let Some(protocol) = &self.protocol {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
         }
@@ -352,6 +401,72 @@ fn validate_handshake(request: &Request<()>) -> Result<HeaderValue, Rejection> {
     })
 }
 
+/// Whether `request` is an RFC 8441 extended CONNECT: `:method CONNECT` with a `:protocol`
+/// (any; [`validate_extended_connect`] answers `501` to protocols other than `websocket`).
+#[cfg(feature = "grpc")]
+pub(crate) fn is_extended_connect<B>(request: &Request<B>) -> bool {
+    request.method() == Method::CONNECT
+        && request.extensions().get::<hyper::ext::Protocol>().is_some()
+}
+
+/// The `:protocol` of an extended CONNECT, as hyper (and h2 under it) hands it over.
+#[cfg(feature = "grpc")]
+fn connect_protocol(request: &Request<()>) -> Option<&str> {
+    request
+        .extensions()
+        .get::<hyper::ext::Protocol>()
+        .map(hyper::ext::Protocol::as_str)
+}
+
+/// Without hyper no server of the crate speaks HTTP/2, so no extended CONNECT can arrive.
+#[cfg(not(feature = "grpc"))]
+fn connect_protocol(_request: &Request<()>) -> Option<&str> {
+    None
+}
+
+/// Checks an HTTP/2 WebSocket request (RFC 8441 sections 4 and 5); the table is on
+/// [`Upgrade::http_version`].
+fn validate_extended_connect(request: &Request<()>) -> Result<(), Rejection> {
+    // RFC 8441 section 4: `:scheme`, `:path` and `:authority` are all present; RFC 9113 8.3.1
+    // for a `Host` that disagrees.
+    if request_authority(request)?.is_none() || !request.uri().path().starts_with('/') {
+        return Err(bad_request(
+            "an extended CONNECT needs :authority and :path\n",
+        ));
+    }
+    if request.method() != Method::CONNECT {
+        return Err(Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "websockets over http/2 use an extended CONNECT (RFC 8441)\n",
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static("CONNECT")));
+    }
+    // RFC 9220 section 3 (the HTTP/3 twin of RFC 8441, same semantics): an unknown `:protocol`
+    // SHOULD get 501.
+    if connect_protocol(request) != Some("websocket") {
+        return Err(Rejection::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "only the websocket protocol is served by extended CONNECT here\n",
+        ));
+    }
+    // RFC 8441 section 5 keeps `Sec-WebSocket-Version`; RFC 6455 section 4.2.2 item 4 asks for
+    // "an appropriate HTTP error code (such as 426)" and the versions served. 426 names an
+    // `Upgrade` header, which HTTP/2 forbids, so 400.
+    let version = single(request.headers(), header::SEC_WEBSOCKET_VERSION)
+        .ok()
+        .flatten();
+    if version.map(HeaderValue::as_bytes) != Some(b"13") {
+        return Err(bad_request(
+            "missing, repeated or unsupported Sec-WebSocket-Version: use 13\n",
+        )
+        .with_header(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        ));
+    }
+    Ok(())
+}
+
 fn bad_request(body: &'static str) -> Rejection {
     Rejection::new(StatusCode::BAD_REQUEST, body)
 }
@@ -475,13 +590,86 @@ mod tests {
         }
     }
 
+    /// An RFC 8441 extended CONNECT as hyper hands it over (with the `:protocol` extension).
+    #[cfg(feature = "grpc")]
+    fn extended_connect(protocol: Option<&'static str>) -> http::request::Builder {
+        let builder = Request::connect("https://example.com/ws?room=1")
+            .version(Version::HTTP_2)
+            .header("sec-websocket-version", "13");
+        match protocol {
+            Some(protocol) => builder.extension(hyper::ext::Protocol::from_static(protocol)),
+            None => builder,
+        }
+    }
+
+    #[cfg(feature = "grpc")]
     #[test]
-    fn http2_needs_no_host_line() {
-        let builder = without("host")
-            .uri("https://example.com/ws")
-            .version(Version::HTTP_2);
-        // The authority comes from the URI (`:authority`); no Host line is needed.
-        assert_eq!(refusal(builder).map(|rejection| rejection.status()), None);
+    fn extended_connect_is_accepted_with_200() {
+        // No Host line and no key: the authority is `:authority`, and RFC 8441 drops the key.
+        let request = extended_connect(Some("websocket"))
+            .header("sec-websocket-protocol", "chat")
+            .body(())
+            .expect("valid");
+        assert!(is_extended_connect(&request));
+        let mut upgrade = Upgrade::from_request(request, None).expect("valid");
+        assert_eq!(upgrade.http_version(), Version::HTTP_2);
+        assert_eq!(upgrade.path(), "/ws");
+        assert!(upgrade.select_protocol("chat"));
+        let response = upgrade.response();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::SEC_WEBSOCKET_PROTOCOL], "chat");
+        for forbidden in [
+            header::UPGRADE,
+            header::CONNECTION,
+            header::SEC_WEBSOCKET_ACCEPT,
+        ] {
+            assert!(!response.headers().contains_key(&forbidden), "{forbidden}");
+        }
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn extended_connect_rules_have_their_status() {
+        let status = |request| refusal(request).map(|rejection| rejection.status());
+        assert_eq!(status(extended_connect(Some("websocket"))), None);
+        assert_eq!(
+            status(extended_connect(Some("webtransport"))),
+            Some(StatusCode::NOT_IMPLEMENTED)
+        );
+        assert_eq!(
+            status(extended_connect(None)),
+            Some(StatusCode::NOT_IMPLEMENTED)
+        );
+        let get =
+            refusal(extended_connect(Some("websocket")).method(Method::GET)).expect("refused");
+        assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get.headers()[header::ALLOW], "CONNECT");
+        let mut no_version = extended_connect(Some("websocket"));
+        no_version.headers_mut().expect("valid").clear();
+        let refused = refusal(no_version).expect("refused");
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(refused.headers()[header::SEC_WEBSOCKET_VERSION], "13");
+        assert_eq!(
+            status(extended_connect(Some("websocket")).header("sec-websocket-version", "8")),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        // RFC 9113 section 8.3.1: Host must agree with :authority.
+        assert_eq!(
+            status(extended_connect(Some("websocket")).header("host", "other.example")),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[cfg(not(feature = "grpc"))]
+    #[test]
+    fn http2_without_hyper_is_not_implemented() {
+        let request = Request::connect("https://example.com/ws")
+            .version(Version::HTTP_2)
+            .header("sec-websocket-version", "13");
+        assert_eq!(
+            refusal(request).map(|rejection| rejection.status()),
+            Some(StatusCode::NOT_IMPLEMENTED)
+        );
     }
 
     #[test]
