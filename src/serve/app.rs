@@ -425,7 +425,9 @@ impl<H: Handler> Routing<H> {
         // Without the feature, gRPC-Web requests are plain HTTP to this server: the assets answer.
         #[cfg(not(feature = "grpc-web"))]
         let grpc_web = false;
-        match Protocol::of(&request, grpc_web) {
+        let protocol = Protocol::of(&request, grpc_web);
+        crate::metrics::app_request(protocol.label());
+        match protocol {
             Protocol::WebSocket => full(self.websocket.upgrade(request, peer).await),
             #[cfg(not(feature = "grpc-web"))]
             Protocol::GrpcWeb => full(self.assets.respond(&request)),
@@ -465,6 +467,16 @@ enum Protocol {
 }
 
 impl Protocol {
+    /// The `protocol` label of [`crate::metrics::APP_REQUESTS`].
+    fn label(&self) -> &'static str {
+        match self {
+            Protocol::WebSocket => "websocket",
+            Protocol::GrpcWeb => "grpc-web",
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
+    }
+
     fn of<B>(request: &Request<B>, grpc_web: bool) -> Protocol {
         if is_upgrade(request) {
             return Protocol::WebSocket;
