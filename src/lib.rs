@@ -126,7 +126,8 @@ pub use net::{Shutdown, shutdown_signal};
     feature = "serve",
     feature = "axum",
     feature = "tls",
-    feature = "test-util"
+    feature = "test-util",
+    feature = "metrics"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

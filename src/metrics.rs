@@ -5,14 +5,24 @@
 //! The crate only records; the application picks the exporter by installing a recorder, e.g.
 //! `metrics-exporter-prometheus`, whose text the `app` example serves at `/metrics` on its one port:
 //!
-//! ```ignore
+//! ```no_run
+//! # #[cfg(feature = "serve")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use wsgrpc::serve::Assets;
+//!
 //! let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+//!     .with_recommended_naming(true)
 //!     .set_buckets(wsgrpc::metrics::DURATION_BUCKETS)?
 //!     .install_recorder()?;
 //! wsgrpc::metrics::describe();
 //! let assets = Assets::new().generated("/metrics", "text/plain; version=0.0.4", move || {
 //!     handle.render().into()
 //! });
+//! # let _ = assets;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "serve"))]
+//! # fn main() {}
 //! ```
 //!
 //! **Install the recorder before serving.** The counters recorded on every message (messages and
