@@ -65,7 +65,8 @@
         feature = "serve",
         feature = "axum",
         feature = "tls",
-        feature = "test-util"
+        feature = "test-util",
+        feature = "metrics"
     )),
     allow(rustdoc::broken_intra_doc_links)
 )]

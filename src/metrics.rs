@@ -59,14 +59,17 @@
 // Without the feature this module is private and only its empty recording functions are used.
 #![cfg_attr(not(feature = "metrics"), allow(dead_code, unreachable_pub))]
 
+#[cfg(all(feature = "metrics", any(feature = "ws", feature = "grpc")))]
+use std::sync::LazyLock;
+
+#[cfg(all(feature = "metrics", any(feature = "ws", feature = "grpc")))]
+use metrics::gauge;
 #[cfg(all(feature = "metrics", feature = "grpc"))]
 use metrics::histogram;
-#[cfg(feature = "metrics")]
-use metrics::{
-    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
-};
 #[cfg(all(feature = "metrics", feature = "ws"))]
-use std::sync::LazyLock;
+use metrics::{Counter, counter};
+#[cfg(feature = "metrics")]
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 // --- WebSocket ---
 
