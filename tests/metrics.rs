@@ -254,7 +254,7 @@ async fn a_member_that_stops_reading_is_a_queue_full_and_a_slow_consumer() {
     let config = Config::default().outgoing_queue(4);
     let server = common::start(Members { hub: hub.clone() }, config).await;
     // Connected, and never read from again.
-    let _silent = common::connect(&server.url("/")).await;
+    let silent = common::connect(&server.url("/")).await;
     server.wait_connections(1).await;
     let before = render();
 
@@ -279,6 +279,8 @@ async fn a_member_that_stops_reading_is_a_queue_full_and_a_slow_consumer() {
     assert_eq!(moved(&before, DELIVERIES, &[]), delivered as f64);
     assert_eq!(moved(&before, QUEUE_FULL, &[]), 1.0);
     assert_eq!(moved(&before, SLOW_CONSUMERS, &[]), 1.0);
+    // Gone, so the server need not wait out its close timeout for a close reply.
+    drop(silent);
     server.wait_connections(0).await;
     let code = ("websocket_close_code", "1008");
     assert_eq!(moved(&before, CLOSES, &[code]), 1.0);
@@ -375,12 +377,14 @@ async fn the_app_serves_prometheus_text_at_metrics_with_every_protocol() {
     let handle = recorder().clone();
     let app = App::new()
         .websocket(echo())
-        .grpc(GrpcServer::new().into_parts().await.expect("grpc parts"))
-        .assets(
-            Assets::new().generated("/metrics", "text/plain; version=0.0.4", move || {
-                handle.render().into()
-            }),
-        );
+        .grpc(GrpcServer::new().into_parts().await.expect("grpc parts"));
+    #[cfg(feature = "grpc-web")]
+    let app = app.grpc_web(wsgrpc::serve::Cors::default());
+    let app = app.assets(Assets::new().generated(
+        "/metrics",
+        "text/plain; version=0.0.4",
+        move || handle.render().into(),
+    ));
     let app = serve_common::TestApp::start(app).await;
     let before = render();
 
@@ -399,6 +403,19 @@ async fn the_app_serves_prometheus_text_at_metrics_with_every_protocol() {
         .say_hello(HelloRequest { name: "app".into() })
         .await
         .expect("OK");
+    // The same call from a browser page, as gRPC-Web.
+    #[cfg(feature = "grpc-web")]
+    {
+        let response = serve_common::http1(
+            app.addr,
+            serve_common::grpc_web_hello(app.addr, "web", None),
+        )
+        .await;
+        let (message, trailers) = serve_common::parse_grpc_web(response.body());
+        assert!(message.expect("a reply").contains("web"));
+        assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    }
+    let grpc_web_calls = if cfg!(feature = "grpc-web") { 1.0 } else { 0.0 };
 
     let request = http::Request::get("/metrics")
         .header("host", app.addr.to_string())
@@ -427,10 +444,16 @@ async fn the_app_serves_prometheus_text_at_metrics_with_every_protocol() {
             - sample(&before, APP_REQUESTS, &[("protocol", protocol)]);
         assert_eq!(moved, 1.0, "{protocol} requests");
     }
+    let web = ("protocol", "grpc-web");
+    assert_eq!(
+        sample(&page, APP_REQUESTS, &[web]) - sample(&before, APP_REQUESTS, &[web]),
+        grpc_web_calls
+    );
+    // Native and gRPC-Web calls alike go through the metrics layer.
     let hello = [("rpc_method", "SayHello"), ("rpc_grpc_status_code", "0")];
     assert_eq!(
         sample(&page, RPC_COUNT, &hello) - sample(&before, RPC_COUNT, &hello),
-        1.0
+        1.0 + grpc_web_calls
     );
     assert_eq!(
         sample(&page, MESSAGES, &[RECEIVE]) - sample(&before, MESSAGES, &[RECEIVE]),
