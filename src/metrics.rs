@@ -25,10 +25,11 @@
 //! # fn main() {}
 //! ```
 //!
-//! **Install the recorder before serving.** The counters recorded on every message (messages and
-//! bytes in and out) are resolved once per process, on first use, so that a message costs an
-//! atomic add rather than a registry lookup; a recorder installed after the first connection never
-//! sees them. Everything else is looked up when it happens.
+//! **Install the recorder before serving.** The figures recorded on every message or call
+//! (messages and bytes in and out, Hub deliveries, gRPC calls) are resolved once per process, on
+//! first use, so that recording costs an atomic add rather than a registry lookup; a recorder
+//! installed after the first of them never sees them. Connections, closes and refusals are
+//! looked up when they happen.
 //!
 //! # Names
 //!
@@ -283,13 +284,21 @@ pub(crate) fn ws_queue_full() {
 pub(crate) fn hub_delivery(delivered: usize, lagged: usize, slow: usize) {
     #[cfg(feature = "metrics")]
     {
+        static HUB: LazyLock<[Counter; 3]> = LazyLock::new(|| {
+            [
+                counter!(HUB_DELIVERIES),
+                counter!(HUB_LAGGED),
+                counter!(HUB_SLOW_CONSUMERS),
+            ]
+        });
         // Once per broadcast, not per member: a broadcast to a thousand members is one add.
-        counter!(HUB_DELIVERIES).increment(delivered as u64);
+        let [deliveries, lagged_total, slow_total] = &*HUB;
+        deliveries.increment(delivered as u64);
         if lagged > 0 {
-            counter!(HUB_LAGGED).increment(lagged as u64);
+            lagged_total.increment(lagged as u64);
         }
         if slow > 0 {
-            counter!(HUB_SLOW_CONSUMERS).increment(slow as u64);
+            slow_total.increment(slow as u64);
         }
     }
     #[cfg(not(feature = "metrics"))]
@@ -318,11 +327,16 @@ pub(crate) struct RpcCall {
     recorded: bool,
 }
 
+/// The calls-in-flight gauge, resolved once like the message counters.
+#[cfg(all(feature = "metrics", feature = "grpc"))]
+static RPC_ACTIVE: LazyLock<metrics::Gauge> =
+    LazyLock::new(|| gauge!(RPC_SERVER_ACTIVE_REQUESTS, "rpc.system" => "grpc"));
+
 #[cfg(all(feature = "metrics", feature = "grpc"))]
 impl RpcCall {
-    /// A call to `path` (`/package.Service/Method`) starting now.
+    /// A call to `uri`'s path (`/package.Service/Method`) starting now.
     pub(crate) fn start(uri: &http::Uri) -> Self {
-        gauge!(RPC_SERVER_ACTIVE_REQUESTS, "rpc.system" => "grpc").increment(1.0);
+        RPC_ACTIVE.increment(1.0);
         RpcCall {
             start: std::time::Instant::now(),
             path: uri
@@ -338,16 +352,8 @@ impl RpcCall {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        gauge!(RPC_SERVER_ACTIVE_REQUESTS, "rpc.system" => "grpc").decrement(1.0);
-        let (service, method) = rpc_labels(self.path.path(), code);
-        histogram!(
-            RPC_SERVER_DURATION,
-            "rpc.system" => "grpc",
-            "rpc.service" => service,
-            "rpc.method" => method,
-            "rpc.grpc.status_code" => code.to_string(),
-        )
-        .record(self.start.elapsed().as_secs_f64());
+        RPC_ACTIVE.decrement(1.0);
+        duration_histogram(self.path.path(), code).record(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -359,6 +365,10 @@ impl Drop for RpcCall {
     }
 }
 
+/// gRPC status code 2, UNKNOWN: what a `grpc-status` outside 0..=16 means to a client.
+#[cfg(all(feature = "metrics", feature = "grpc"))]
+const UNKNOWN: u16 = 2;
+
 /// gRPC status code 12, UNIMPLEMENTED: the method does not exist here.
 #[cfg(all(feature = "metrics", feature = "grpc"))]
 const UNIMPLEMENTED: u16 = 12;
@@ -367,30 +377,56 @@ const UNIMPLEMENTED: u16 = 12;
 #[cfg(all(feature = "metrics", feature = "grpc"))]
 const OTHER: &str = "_OTHER";
 
-/// `rpc.service` and `rpc.method` for a call to `path` that ended with `code`: the names from the
-/// path (gRPC over HTTP/2: `/{service}/{method}`), or `_OTHER` for a malformed path, an unknown
-/// method (UNIMPLEMENTED) or one past the first [`MAX_RPC_METHODS`].
+/// The histograms of [`RPC_SERVER_DURATION`] by path and status code (0 to 16), resolved once
+/// each: a call then records without a registry lookup or a label allocation. The key `""`
+/// holds the `_OTHER` series.
 #[cfg(all(feature = "metrics", feature = "grpc"))]
-fn rpc_labels(path: &str, code: u16) -> (String, String) {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, PoisonError};
-    static SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+type DurationTable = std::collections::HashMap<String, [Option<metrics::Histogram>; 17]>;
 
-    let other = || (OTHER.to_owned(), OTHER.to_owned());
-    let Some((service, method)) = split_path(path) else {
-        return other();
+/// The [`RPC_SERVER_DURATION`] histogram for a call to `path` that ended with `code`: labelled
+/// with the service and method of the path (gRPC over HTTP/2: `/{service}/{method}`), or
+/// `_OTHER` for a malformed path, an unknown method (UNIMPLEMENTED) or one past the first
+/// [`MAX_RPC_METHODS`].
+#[cfg(all(feature = "metrics", feature = "grpc"))]
+fn duration_histogram(path: &str, code: u16) -> metrics::Histogram {
+    use std::sync::{Mutex, PoisonError};
+    static TABLE: LazyLock<Mutex<DurationTable>> = LazyLock::new(Mutex::default);
+
+    let mut table = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
+    let (key, code) = table_slot(&table, path, code);
+    if !table.contains_key(key) {
+        table.insert(key.to_owned(), Default::default());
+    }
+    let slots = table.get_mut(key).expect("inserted above");
+    slots[usize::from(code)]
+        .get_or_insert_with(|| {
+            let (service, method) = split_path(key).unwrap_or((OTHER, OTHER));
+            histogram!(
+                RPC_SERVER_DURATION,
+                "rpc.system" => "grpc",
+                "rpc.service" => service.to_owned(),
+                "rpc.method" => method.to_owned(),
+                "rpc.grpc.status_code" => code.to_string(),
+            )
+        })
+        .clone()
+}
+
+/// Where in `table` a call to `path` that ended with `code` is recorded: the path, or `""` (the
+/// `_OTHER` row) for a malformed path, UNIMPLEMENTED, or a new path once [`MAX_RPC_METHODS`]
+/// are known; the code, or UNKNOWN for one outside 0..=16.
+#[cfg(all(feature = "metrics", feature = "grpc"))]
+fn table_slot<'p>(table: &DurationTable, path: &'p str, code: u16) -> (&'p str, u16) {
+    let code = if code > 16 { UNKNOWN } else { code };
+    let key = match split_path(path) {
+        Some(_) if code != UNIMPLEMENTED => path,
+        _ => "",
     };
-    if code == UNIMPLEMENTED {
-        return other();
+    // `> MAX`, not `>=`: the table may hold the `_OTHER` row besides the named ones.
+    if !table.contains_key(key) && table.len() > MAX_RPC_METHODS {
+        return ("", code);
     }
-    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
-    if !seen.contains(path) {
-        if seen.len() >= MAX_RPC_METHODS {
-            return other();
-        }
-        seen.insert(path.to_owned());
-    }
-    (service.to_owned(), method.to_owned())
+    (key, code)
 }
 
 /// `/{service}/{method}` into its two non-empty parts.
@@ -422,15 +458,30 @@ mod tests {
 
     #[cfg(all(feature = "metrics", feature = "grpc"))]
     #[test]
-    fn unknown_methods_are_other() {
+    fn duration_labels_are_bounded() {
+        let mut table = DurationTable::new();
+        assert_eq!(table_slot(&table, "/x.Y/Z", 0), ("/x.Y/Z", 0));
+        assert_eq!(table_slot(&table, "/x.Y/Z", 99), ("/x.Y/Z", UNKNOWN));
         assert_eq!(
-            rpc_labels("/x.Y/Z", UNIMPLEMENTED),
-            (OTHER.to_owned(), OTHER.to_owned())
+            table_slot(&table, "/x.Y/Z", UNIMPLEMENTED),
+            ("", UNIMPLEMENTED)
         );
-        assert_eq!(rpc_labels("/x.Y/Z", 0), ("x.Y".to_owned(), "Z".to_owned()));
+        assert_eq!(table_slot(&table, "garbage", 0), ("", 0));
+        table.insert(String::new(), Default::default());
+        for n in 0..MAX_RPC_METHODS {
+            let path = format!("/flood.S/M{n}");
+            assert_eq!(table_slot(&table, &path, 0).0, path, "room for {n}");
+            table.insert(path, Default::default());
+        }
         assert_eq!(
-            rpc_labels("garbage", 0),
-            (OTHER.to_owned(), OTHER.to_owned())
+            table_slot(&table, "/late.S/M", 0),
+            ("", 0),
+            "past the bound"
+        );
+        assert_eq!(
+            table_slot(&table, "/flood.S/M7", 5),
+            ("/flood.S/M7", 5),
+            "known"
         );
     }
 }
