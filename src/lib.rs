@@ -36,6 +36,9 @@
 //! - `rpc` (feature `json`; its client half also needs `client`): typed request/response calls
 //!   (and pushes) over a WebSocket.
 //! - `testing` (feature `test-util`): an in-memory harness to test handlers without sockets.
+//! - `metrics` (feature `metrics`): the names of the counters, gauges and histograms the crate
+//!   records through the `metrics` facade (connections, messages, closes, gRPC calls by method
+//!   and status); install a recorder such as `metrics-exporter-prometheus` to export them.
 //! - `net` (features `ws` or `grpc`): the serving core every server runs on: any listener (TCP,
 //!   Unix), one accept loop, TLS, and [`Shutdown`].
 //! - `origin` (feature `ws`): RFC 6454 origins and the one same-origin comparison the WebSocket
@@ -63,7 +66,8 @@
         feature = "serve",
         feature = "axum",
         feature = "tls",
-        feature = "test-util"
+        feature = "test-util",
+        feature = "metrics"
     )),
     allow(rustdoc::broken_intra_doc_links)
 )]
@@ -79,6 +83,12 @@ mod error;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+// Without the feature: the same recording functions, empty, so call sites need no `#[cfg]`.
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 #[cfg(any(feature = "ws", feature = "grpc"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "ws", feature = "grpc"))))]
 pub mod net;
@@ -118,7 +128,8 @@ pub use net::{Shutdown, shutdown_signal};
     feature = "serve",
     feature = "axum",
     feature = "tls",
-    feature = "test-util"
+    feature = "test-util",
+    feature = "metrics"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -1,5 +1,6 @@
 //! One port for everything: a web page, a chat over WebSocket, the Greeter over gRPC-Web for the
-//! page and over native gRPC for other clients, all from one listener.
+//! page and over native gRPC for other clients, all from one listener; with the `metrics` feature,
+//! Prometheus text at `/metrics` on the same port.
 //!
 //! To build it in a crate of your own, copy this file to `src/main.rs`, `index.html` next to it,
 //! and put this in your `Cargo.toml`:
@@ -12,9 +13,12 @@
 //! # for `--tls` only:
 //! rcgen = { version = "0.14", optional = true }
 //! rustls = { version = "0.23", default-features = false, features = ["ring", "std"], optional = true }
+//! # for `/metrics` only (no HTTP listener of its own: the app serves its text):
+//! metrics-exporter-prometheus = { version = "0.18", default-features = false, optional = true }
 //!
 //! [features]
 //! tls = ["wsgrpc/tls", "dep:rcgen", "dep:rustls"]
+//! metrics = ["wsgrpc/metrics", "dep:metrics-exporter-prometheus"]
 //! ```
 //!
 //! ```text
@@ -24,6 +28,9 @@
 //! cargo run --example ws_client --features client -- ws://127.0.0.1:8080/chat "hello from a terminal"
 //! # TLS with a self-signed certificate generated at start (https://, wss://, gRPC over TLS):
 //! cargo run --example app --features grpc-web,tls -- --tls
+//! # Prometheus text on the same port (connections, messages, closes, gRPC calls by method):
+//! cargo run --example app --all-features
+//! curl http://127.0.0.1:8080/metrics
 //! ```
 //!
 //! Another address: first argument or `ADDR` (port 0 picks a free port; the printed URL has the
@@ -84,6 +91,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
 
     // Other sites' pages get 403: the same-origin check is on by default (`ws::Config`).
+    // Before anything is served: the per-message counters bind to the recorder on first use.
+    let assets = Assets::new().file("/", "text/html; charset=utf-8", INDEX_HTML);
+    #[cfg(feature = "metrics")]
+    let assets = with_metrics(assets)?;
+
     let chat = HandlerBuilder::new()
         .layer(RateLimitLayer::new(20, Duration::from_secs(1)))
         .handler(Chat { hub: Hub::new() });
@@ -92,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .websocket_config(Config::default().max_message_size(4 << 10))
         .grpc(GrpcServer::new().into_parts().await?)
         .grpc_web(Cors::default())
-        .assets(Assets::new().file("/", "text/html; charset=utf-8", INDEX_HTML));
+        .assets(assets);
     let scheme = if tls { "https" } else { "http" };
     let (app, certificate) = if tls { with_tls(app)? } else { (app, None) };
 
@@ -115,6 +127,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     app.serve(listener, wsgrpc::shutdown_signal()).await?;
     Ok(())
+}
+
+/// Installs the Prometheus recorder and serves its text at `/metrics`: every figure
+/// `wsgrpc::metrics` lists, gRPC durations as histograms with OpenTelemetry's buckets.
+#[cfg(feature = "metrics")]
+fn with_metrics(assets: Assets) -> Result<Assets, Box<dyn std::error::Error>> {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    let handle = PrometheusBuilder::new()
+        // `_total` on counters, units in names: `rpc_server_duration_seconds`.
+        .with_recommended_naming(true)
+        .set_buckets(wsgrpc::metrics::DURATION_BUCKETS)?
+        .install_recorder()?;
+    wsgrpc::metrics::describe();
+    // Without its own listener the recorder relies on its user for upkeep (folding histogram
+    // samples in): every few seconds, so memory stays bounded however rarely it is scraped.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(assets.generated(
+        "/metrics",
+        "text/plain; version=0.0.4; charset=utf-8",
+        move || handle.render().into(),
+    ))
 }
 
 /// A certificate for localhost and 127.0.0.1, made now and written where a client can trust it;

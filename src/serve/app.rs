@@ -562,7 +562,9 @@ impl<H: Handler> Routing<H> {
         // Without the feature, gRPC-Web requests are plain HTTP to this server: the assets answer.
         #[cfg(not(feature = "grpc-web"))]
         let grpc_web = false;
-        match Protocol::of(&request, grpc_web) {
+        let protocol = Protocol::of(&request, grpc_web);
+        crate::metrics::app_request(protocol.label());
+        match protocol {
             Protocol::WebSocket => match &self.websocket {
                 Some(endpoint) => full(endpoint.upgrade(request, peer).await),
                 None => self.http(request).await,
@@ -644,6 +646,16 @@ enum Protocol {
 }
 
 impl Protocol {
+    /// The `protocol` label of [`crate::metrics::APP_REQUESTS`].
+    fn label(&self) -> &'static str {
+        match self {
+            Protocol::WebSocket => "websocket",
+            Protocol::GrpcWeb => "grpc-web",
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
+    }
+
     fn of<B>(request: &Request<B>, grpc_web: bool) -> Protocol {
         // An HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT with any `:protocol` (the upgrade
         // path answers 501 to protocols other than `websocket`, RFC 9220 section 3).

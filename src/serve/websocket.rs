@@ -68,7 +68,10 @@ impl<H: Handler> Endpoint<H> {
         let acceptor = &self.acceptor;
         let guard = match acceptor.admit() {
             Ok(guard) => guard,
-            Err(rejection) => return rejection.into_http(),
+            Err(rejection) => {
+                crate::metrics::ws_handshake_refused(rejection.status());
+                return rejection.into_http();
+            }
         };
         let on_upgrade = hyper::upgrade::on(&mut request);
         let (parts, _body) = request.into_parts();
@@ -78,7 +81,10 @@ impl<H: Handler> Endpoint<H> {
             .await
         {
             Ok(accepted) => accepted,
-            Err(rejection) => return rejection.into_http(),
+            Err(rejection) => {
+                crate::metrics::ws_handshake_refused(rejection.status());
+                return rejection.into_http();
+            }
         };
         let response = accepted.response();
         let acceptor = acceptor.clone();

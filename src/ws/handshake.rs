@@ -143,6 +143,7 @@ pub(crate) async fn write_rejection<S: AsyncWrite + Unpin>(
     io: &mut S,
     rejection: &Rejection,
 ) -> io::Result<()> {
+    crate::metrics::ws_handshake_refused(rejection.status());
     let mut out = Vec::with_capacity(256 + rejection.body().len());
     write_head(&mut out, rejection.status(), rejection.headers());
     out.extend_from_slice(

@@ -329,6 +329,7 @@ impl Hub {
                 }
             }
         }
+        crate::metrics::hub_delivery(delivery.delivered, delivery.lagged, delivery.dropped);
         (delivery, gone)
     }
 

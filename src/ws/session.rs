@@ -73,7 +73,10 @@ pub(crate) async fn enqueue(outgoing: &queue::Sender<Outgoing>, message: Outgoin
 /// Queues `message` if there is room right now.
 pub(crate) fn try_enqueue(outgoing: &queue::Sender<Outgoing>, message: Outgoing) -> Result<()> {
     outgoing.try_send(message).map_err(|error| match error {
-        queue::SendError::Full(_) => Error::QueueFull,
+        queue::SendError::Full(_) => {
+            crate::metrics::ws_queue_full();
+            Error::QueueFull
+        }
         queue::SendError::Closed(_) => Error::ConnectionClosed,
     })
 }

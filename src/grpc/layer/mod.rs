@@ -9,16 +9,22 @@
 mod auth;
 mod deadline;
 mod limit;
+mod metrics;
 
 pub use auth::{BearerAuth, BearerAuthLayer, BearerToken};
 pub use deadline::{Deadline, DeadlineLayer};
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitLayer, PermitBody};
+#[cfg(feature = "metrics")]
+pub use metrics::MetricsBody;
+pub use metrics::{GrpcMetrics, GrpcMetricsLayer};
 
 /// Response futures of the layers, named for the rare user who has to spell a stack's type.
 pub mod future {
     pub use super::auth::ResponseFuture as BearerAuthFuture;
     pub use super::deadline::ResponseFuture as DeadlineFuture;
     pub use super::limit::ResponseFuture as ConcurrencyLimitFuture;
+    #[cfg(feature = "metrics")]
+    pub use super::metrics::ResponseFuture as GrpcMetricsFuture;
 }
 
 use tower_layer::Layer;
@@ -26,7 +32,8 @@ use tower_layer::Layer;
 use super::Config;
 
 /// The server's request layers, outermost first: bearer auth (when a token is set), the deadline,
-/// then the concurrency limit.
+/// then the concurrency limit; around them all, [`GrpcMetrics`] (a pass-through without the
+/// `metrics` feature), so refused calls are counted with their status too.
 ///
 /// Auth comes first so an unauthenticated client cannot take a concurrency slot; the deadline
 /// encloses the wait for a slot, because the client's deadline runs while it waits. A layer that is
@@ -54,13 +61,13 @@ impl GrpcLayer {
 }
 
 impl<S> Layer<S> for GrpcLayer {
-    type Service = BearerAuth<Deadline<ConcurrencyLimit<S>>>;
+    type Service = GrpcMetrics<BearerAuth<Deadline<ConcurrencyLimit<S>>>>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let timed = self.deadline.layer(self.limit.layer(inner));
-        match &self.auth {
+        GrpcMetrics::new(match &self.auth {
             Some(auth) => auth.layer(timed),
             None => BearerAuth::disabled(timed),
-        }
+        })
     }
 }

@@ -146,10 +146,12 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
                     self.inbound_frames += 1;
                     match message {
                         tungstenite::Message::Text(text) => {
+                            crate::metrics::ws_message_received(text.len());
                             self.timers.touch_idle();
                             return Poll::Ready(Ok(Message::Text(text)));
                         }
                         tungstenite::Message::Binary(data) => {
+                            crate::metrics::ws_message_received(data.len());
                             self.timers.touch_idle();
                             return Poll::Ready(Ok(Message::Binary(data)));
                         }

@@ -104,7 +104,8 @@ where
     H: Handler,
 {
     let link = server_link(upgrade, config, Vec::new());
-    run(io, link, handler, config).await
+    let _open = crate::metrics::ws_connection_opened();
+    crate::metrics::ws_connection_closed(run(io, link, handler, config).await)
 }
 
 /// Like [`serve_connection`], for a connection counted in a [`Connections`](crate::ws::Connections)
@@ -170,10 +171,12 @@ where
     let aborted = guard.aborted();
     let mut link: Link<'_> = link;
     link.shutdown = Some(&mut shutdown);
-    tokio::select! {
+    let _open = crate::metrics::ws_connection_opened();
+    let reason = tokio::select! {
         reason = run(io, link, handler, config) => reason,
         () = aborted => CloseReason::new(CloseCode::Abnormal, "shutdown timeout passed", ClosedBy::Local),
-    }
+    };
+    crate::metrics::ws_connection_closed(reason)
 }
 
 /// The link of a server-side connection: its session, its own queue, 1001 on shutdown (its

@@ -75,6 +75,7 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
             return Ok(true);
         }
         self.flush_pending = true;
+        crate::metrics::ws_message_sent(message.len());
         match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
             Ok(()) => Ok(false),
             // Accepted into the buffer, but the socket is full.
