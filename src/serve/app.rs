@@ -55,7 +55,7 @@ use tower_service::Service;
 use super::Assets;
 use super::websocket::{Endpoint, is_upgrade};
 #[cfg(feature = "grpc-web")]
-use super::{Cors, cors::Verdict};
+use super::{Cors, CorsService};
 use crate::grpc::serve::configure_http2;
 use crate::grpc::{GrpcLayer, GrpcParts};
 use crate::net::serve::{AcceptOptions, Connector, accept_until, drain};
@@ -387,7 +387,7 @@ struct Routing<H> {
     websocket: Endpoint<H>,
     grpc: Option<GrpcService>,
     #[cfg(feature = "grpc-web")]
-    grpc_web: Option<(Cors, GrpcWebService<GrpcService>)>,
+    grpc_web: Option<CorsService<GrpcWebService<GrpcService>>>,
     assets: Assets,
 }
 
@@ -398,7 +398,7 @@ impl<H: Handler> Routing<H> {
             .map(|parts| Layer::layer(&parts.layer, parts.routes));
         #[cfg(feature = "grpc-web")]
         let grpc_web = match (app.grpc_web, &grpc) {
-            (Some(cors), Some(grpc)) => Some((cors, GrpcWebLayer::new().layer(grpc.clone()))),
+            (Some(cors), Some(grpc)) => Some(cors.layer(GrpcWebLayer::new().layer(grpc.clone()))),
             (Some(_), None) => {
                 tracing::warn!("grpc-web is enabled but no grpc services are: nothing to call");
                 None
@@ -431,18 +431,10 @@ impl<H: Handler> Routing<H> {
             Protocol::GrpcWeb => full(self.assets.respond(&request)),
             #[cfg(feature = "grpc-web")]
             Protocol::GrpcWeb => {
-                let Some((cors, service)) = &self.grpc_web else {
+                let Some(service) = &self.grpc_web else {
                     return full(self.assets.respond(&request));
                 };
-                match cors.check(&request) {
-                    Verdict::Pass => call(service.clone(), request).await,
-                    Verdict::Allow(headers) => {
-                        let mut response = call(service.clone(), request).await;
-                        response.headers_mut().extend(headers);
-                        response
-                    }
-                    Verdict::Respond(response) => full(response),
-                }
+                call(service.clone(), request).await
             }
             Protocol::Grpc => match &self.grpc {
                 Some(service) => call(service.clone(), request.map(Body::new)).await,

@@ -30,8 +30,14 @@
 //! |---|---|
 //! | `Upgrade: websocket` (HTTP/1.1) | the WebSocket [`Handler`](crate::ws::Handler), with its router and guards |
 //! | `content-type: application/grpc-web*` (HTTP/1.1 or HTTP/2), and CORS preflights | the gRPC services through tonic-web, under the [`Cors`] policy |
-//! | `content-type: application/grpc*` (HTTP/2) | the gRPC services (Greeter, health, reflection) behind their [`GrpcLayer`](crate::grpc::GrpcLayer) |
+//! | `content-type: application/grpc*` (HTTP/2) | the gRPC services (yours, health, reflection) behind their [`GrpcLayer`](crate::grpc::GrpcLayer) |
 //! | anything else | the [`Assets`] (`404` when none matches) |
+//!
+//! So a non-gRPC content type (`text/plain`, or none) sent to a gRPC path on this port is plain
+//! HTTP: it goes to the assets (usually `404`), never to a gRPC service. The gRPC-only server
+//! ([`GrpcServer::serve`](crate::grpc::GrpcServer::serve)) answers it `415 Unsupported Media Type`
+//! as the gRPC HTTP/2 spec says, and so does [`axum::grpc_router`] (the check is in the
+//! `GrpcLayer`).
 //!
 //! The limits of both sides apply on this path as on their own servers: from
 //! [`ws::Config`](crate::ws::Config) the message and frame sizes, keepalive, queue bound,
@@ -61,4 +67,4 @@ pub use app::{App, DEFAULT_REQUEST_HEAD_TIMEOUT, NoWebSocket};
 pub use assets::Assets;
 #[cfg(feature = "grpc-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
-pub use cors::Cors;
+pub use cors::{Cors, CorsService};
