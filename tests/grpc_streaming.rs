@@ -158,7 +158,10 @@ async fn slow_consumer_of_the_server_stream_stalls_the_server() {
 #[tokio::test]
 async fn slow_consumer_of_the_bidi_stream_stalls_the_server() {
     let counting = Counting::new(REPLY_LEN);
-    let server = TestServer::start(GrpcServer::with_greeter(GreeterService::new(counting.clone()))).await;
+    let server = TestServer::start(GrpcServer::with_greeter(GreeterService::new(
+        counting.clone(),
+    )))
+    .await;
     let mut client = small_window_client(&server).await;
 
     // An endless supply of names: only backpressure can keep the server's work bounded.

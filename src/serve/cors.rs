@@ -215,8 +215,8 @@ mod tests {
     use super::*;
 
     /// A stand-in for the gRPC-Web service: answers 200 with an empty body.
-    fn service() -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone
-    {
+    fn service()
+    -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone {
         tower_service_fn(|_request: Request<()>| ready(Ok(Response::new(String::from("called")))))
     }
 
@@ -293,10 +293,19 @@ mod tests {
         let cors = Cors::allow_origins(["https://app.example"]);
         let preflight = answer(&cors, request(Method::OPTIONS, Some("https://app.example"))).await;
         assert!(preflight.status().is_success());
-        assert_eq!(preflight.body(), "", "a preflight never reaches the service");
+        assert_eq!(
+            preflight.body(),
+            "",
+            "a preflight never reaches the service"
+        );
         let headers = preflight.headers();
-        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
-        let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().expect("ascii");
+        assert_eq!(
+            headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example"
+        );
+        let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .expect("ascii");
         for name in ["x-grpc-web", "x-user-agent", "x-request-id", "x-tenant"] {
             assert!(allowed.contains(name), "{name} not in {allowed}");
         }
@@ -315,7 +324,10 @@ mod tests {
             .allow_credentials(true)
             .expose_headers([HeaderName::from_static("x-request-id")]);
         let call = answer(&cors, request(Method::POST, Some("https://app.example"))).await;
-        assert_eq!(call.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(
+            call.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
+            "true"
+        );
         let exposed = call.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
             .to_str()
             .expect("ascii");
