@@ -135,7 +135,7 @@ async fn rust_client_adds_lists_and_watches() {
         .await
         .expect("list")
         .into_inner();
-    assert_eq!(listed.items, [added.clone()]);
+    assert_eq!(listed.items, std::slice::from_ref(&added));
     let change = within("a change", watch.message()).await.unwrap().unwrap();
     assert_eq!(change.kind, Some(Kind::Added(added)));
     let empty = within("Add", client.add(AddRequest { title: " ".into() })).await;

@@ -1,22 +1,5 @@
 //! `grpc.health.v1.Health`, exactly as `health.proto` specifies it, and the handle that sets the
 //! statuses it reports.
-//!
-//! The server registers every service it serves (and the server as a whole, service name `""`) as
-//! SERVING at start; shutdown flips all of them to NOT_SERVING in one call before it stops taking
-//! calls, so load balancers watching health move traffic away first.
-//!
-//! This is our own implementation of the generated `Health` trait rather than tonic-health's
-//! `HealthService`, because tonic-health 0.14 deviates from `health.proto` on `Watch`: for a
-//! service it does not know it ends the call with NOT_FOUND, where the proto says the server
-//! "will send a message setting the serving status to SERVICE_UNKNOWN but will *not* terminate
-//! the call", and sends the real status once the service becomes known. `Check` for an unknown
-//! service is NOT_FOUND, as the proto says.
-//!
-//! Watchers do not get a channel each: one `watch` channel carries a change counter, and every
-//! `Watch` stream re-reads the status of its own service when it moves. A client watching any
-//! number of unknown names therefore adds nothing to the server's table, and each stream sends
-//! only when its service's status actually changed (the proto allows dropping intermediate
-//! states, which a slow watcher does: it sees the latest).
 
 use std::{
     collections::HashMap,
@@ -140,8 +123,24 @@ impl HealthHandle {
     }
 }
 
-/// The `grpc.health.v1.Health` implementation behind a [`HealthHandle`]; see the
-/// [module docs](self) for how it follows `health.proto`.
+/// The `grpc.health.v1.Health` implementation behind a [`HealthHandle`].
+///
+/// The server registers every service it serves (and the server as a whole, service name `""`) as
+/// SERVING at start; shutdown flips all of them to NOT_SERVING in one call before it stops taking
+/// calls, so load balancers watching health move traffic away first.
+///
+/// This is our own implementation of the generated `Health` trait rather than tonic-health's
+/// `HealthService`, because tonic-health 0.14 deviates from `health.proto` on `Watch`: for a
+/// service it does not know it ends the call with NOT_FOUND, where the proto says the server
+/// "will send a message setting the serving status to SERVICE_UNKNOWN but will *not* terminate
+/// the call", and sends the real status once the service becomes known. `Check` for an unknown
+/// service is NOT_FOUND, as the proto says.
+///
+/// Watchers do not get a channel each: one `watch` channel carries a change counter, and every
+/// `Watch` stream re-reads the status of its own service when it moves. A client watching any
+/// number of unknown names therefore adds nothing to the server's table, and each stream sends
+/// only when its service's status actually changed (the proto allows dropping intermediate
+/// states, which a slow watcher does: it sees the latest).
 #[derive(Debug, Clone)]
 pub struct HealthService {
     state: Arc<State>,

@@ -1,18 +1,5 @@
 //! gRPC server reflection (`grpc.reflection.v1` and `v1alpha`), exactly as `reflection.proto`
 //! specifies it: what `grpcurl list`/`describe` and IDE plugins ask.
-//!
-//! Our own implementation of the generated traits, over an index of the registered descriptor
-//! sets, because tonic-reflection 0.14 deviates from the proto on errors: an unknown symbol, file
-//! or extension ends the whole stream with NOT_FOUND, where the proto answers each request with a
-//! response (an `error_response` for a failed one) and keeps the stream for the next request, as
-//! grpc-go does. tonic-reflection also refuses every `file_containing_extension`; here extensions
-//! are indexed like any other symbol.
-//!
-//! A file request is answered with the file and its transitive dependencies (the proto allows
-//! that, and it saves clients a round trip per import). Responses are produced one per request as
-//! the client reads them: no task and no queue, so a client that does not read stops being read.
-//! `v1alpha` has the same messages as `v1` field for field; its requests are re-encoded as `v1`,
-//! answered, and re-encoded back.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -244,8 +231,20 @@ fn error(code: Code, message: String) -> MessageResponse {
     })
 }
 
-/// Both versions of the reflection service over the registered descriptor sets; see the
-/// [module docs](self) for how it follows `reflection.proto`.
+/// Both versions of the reflection service over the registered descriptor sets.
+///
+/// Our own implementation of the generated traits, over an index of the registered descriptor
+/// sets, because tonic-reflection 0.14 deviates from the proto on errors: an unknown symbol, file
+/// or extension ends the whole stream with NOT_FOUND, where the proto answers each request with a
+/// response (an `error_response` for a failed one) and keeps the stream for the next request, as
+/// grpc-go does. tonic-reflection also refuses every `file_containing_extension`; here extensions
+/// are indexed like any other symbol.
+///
+/// A file request is answered with the file and its transitive dependencies (the proto allows
+/// that, and it saves clients a round trip per import). Responses are produced one per request as
+/// the client reads them: no task and no queue, so a client that does not read stops being read.
+/// `v1alpha` has the same messages as `v1` field for field; its requests are re-encoded as `v1`,
+/// answered, and re-encoded back.
 #[derive(Debug, Clone)]
 pub struct ReflectionService {
     index: Arc<Index>,

@@ -1,55 +1,4 @@
 //! Authentication and authorization of every call, by an async check of your own.
-//!
-//! ```
-//! use std::future::{Future, ready};
-//! use tonic::Status;
-//! use wsgrpc::grpc::layer::{Authorize, Call};
-//!
-//! /// Who called; services read it with `request.extensions().get::<User>()`.
-//! #[derive(Clone, Debug)]
-//! struct User(String);
-//!
-//! /// Accepts `x-api-key: key-<name>`; only `admin` may call `admin.v1.Admin`.
-//! struct ApiKeys;
-//!
-//! impl Authorize for ApiKeys {
-//!     type Identity = User;
-//!
-//!     fn authorize(&self, call: &Call<'_>) -> impl Future<Output = Result<User, Status>> + Send {
-//!         // A real check would ask a key store or verify a signature (it may await).
-//!         let user = call
-//!             .headers()
-//!             .get("x-api-key")
-//!             .and_then(|key| key.to_str().ok()?.strip_prefix("key-"))
-//!             .map(|name| User(name.to_owned()));
-//!         ready(match user {
-//!             None => Err(Status::unauthenticated("missing or unknown api key")),
-//!             Some(user) if call.service() == "admin.v1.Admin" && user.0 != "admin" => {
-//!                 Err(Status::permission_denied("admins only"))
-//!             }
-//!             Some(user) => Ok(user),
-//!         })
-//!     }
-//! }
-//!
-//! let server = wsgrpc::grpc::GrpcServer::builder().authorize(ApiKeys);
-//! # let _ = server;
-//! ```
-//!
-//! An [`Authorize`] sees the call before its service does ([`Call`]: path, headers, peer address)
-//! and answers with the caller's identity, which [`Auth`] inserts into the request's extensions
-//! (read it in a tonic handler with `request.extensions().get::<T>()`), or with the `Status` the
-//! client gets: `UNAUTHENTICATED` for missing or bad credentials, `PERMISSION_DENIED` for a known
-//! caller who may not make this call (the gRPC status code guide's distinction). The refused call
-//! never reaches the service, and takes no concurrency slot.
-//!
-//! `grpc.health.v1.Health` is exempt by default, because load balancers and Kubernetes probes check
-//! health without credentials; [`AuthLayer::exempt`] changes the list.
-//!
-//! [`BearerToken`] is one implementation: a static `authorization: Bearer <token>`, compared in
-//! constant time. Fine for a service called by a few machines; real systems check per-user
-//! credentials (tokens in a store, signed JWTs, mTLS peer certificates) in an `Authorize` of their
-//! own. It is also a tonic [`Interceptor`], to guard one service on its own.
 
 use std::{
     fmt,
@@ -72,7 +21,57 @@ pub(crate) const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 /// Decides whether a call may go on, and who made it.
 ///
 /// Implement it on a type that holds what the check needs (a key set, a session store client).
-/// See the [module docs](self) for an example and for which status to answer with.
+///
+/// ```
+/// use std::future::{Future, ready};
+/// use tonic::Status;
+/// use wsgrpc::grpc::layer::{Authorize, Call};
+///
+/// /// Who called; services read it with `request.extensions().get::<User>()`.
+/// #[derive(Clone, Debug)]
+/// struct User(String);
+///
+/// /// Accepts `x-api-key: key-<name>`; only `admin` may call `admin.v1.Admin`.
+/// struct ApiKeys;
+///
+/// impl Authorize for ApiKeys {
+///     type Identity = User;
+///
+///     fn authorize(&self, call: &Call<'_>) -> impl Future<Output = Result<User, Status>> + Send {
+///         // A real check would ask a key store or verify a signature (it may await).
+///         let user = call
+///             .headers()
+///             .get("x-api-key")
+///             .and_then(|key| key.to_str().ok()?.strip_prefix("key-"))
+///             .map(|name| User(name.to_owned()));
+///         ready(match user {
+///             None => Err(Status::unauthenticated("missing or unknown api key")),
+///             Some(user) if call.service() == "admin.v1.Admin" && user.0 != "admin" => {
+///                 Err(Status::permission_denied("admins only"))
+///             }
+///             Some(user) => Ok(user),
+///         })
+///     }
+/// }
+///
+/// let server = wsgrpc::grpc::GrpcServer::builder().authorize(ApiKeys);
+/// # let _ = server;
+/// ```
+///
+/// An [`Authorize`] sees the call before its service does ([`Call`]: path, headers, peer address)
+/// and answers with the caller's identity, which [`Auth`] inserts into the request's extensions
+/// (read it in a tonic handler with `request.extensions().get::<T>()`), or with the `Status` the
+/// client gets: `UNAUTHENTICATED` for missing or bad credentials, `PERMISSION_DENIED` for a known
+/// caller who may not make this call (the gRPC status code guide's distinction). The refused call
+/// never reaches the service, and takes no concurrency slot.
+///
+/// `grpc.health.v1.Health` is exempt by default, because load balancers and Kubernetes probes check
+/// health without credentials; [`AuthLayer::exempt`] changes the list.
+///
+/// [`BearerToken`] is one implementation: a static `authorization: Bearer <token>`, compared in
+/// constant time. Fine for a service called by a few machines; real systems check per-user
+/// credentials (tokens in a store, signed JWTs, mTLS peer certificates) in an `Authorize` of their
+/// own. It is also a tonic [`Interceptor`], to guard one service on its own.
 pub trait Authorize: Send + Sync + 'static {
     /// Who the caller is; inserted into the request's extensions for the service (any
     /// `Clone + Send + Sync` type; `()` when there is nothing to keep).

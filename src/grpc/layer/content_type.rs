@@ -1,16 +1,4 @@
 //! `415 Unsupported Media Type` for requests that are not gRPC.
-//!
-//! The gRPC over HTTP/2 spec (PROTOCOL-HTTP2.md, "Requests"): "If Content-Type does not begin with
-//! `application/grpc`, gRPC servers SHOULD respond with HTTP status of 415 (Unsupported Media
-//! Type). This will prevent other HTTP/2 clients from interpreting a gRPC error response, which
-//! uses status 200 (OK), as successful." tonic's routes would otherwise serve a `text/plain` POST
-//! with a valid length-prefixed body as a call (`200`, a reply, `grpc-status: 0`), so a plain HTTP
-//! client reads any gRPC error as success.
-//!
-//! A request without `content-type` is refused the same way. The answer also carries
-//! `grpc-status: 3` (INVALID_ARGUMENT) and a `grpc-message` naming the content type, for clients
-//! that read only those. gRPC-Web requests are translated to `application/grpc` by tonic-web before
-//! they reach this layer, so they pass.
 
 use std::{
     future::Future,
@@ -24,12 +12,25 @@ use tonic::Status;
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// Applies [`RequireGrpc`] to a service.
+/// Applies [`RequireGrpc`] to a service: `415 Unsupported Media Type` for requests that are not
+/// gRPC.
+///
+/// The gRPC over HTTP/2 spec (PROTOCOL-HTTP2.md, "Requests"): "If Content-Type does not begin with
+/// `application/grpc`, gRPC servers SHOULD respond with HTTP status of 415 (Unsupported Media
+/// Type). This will prevent other HTTP/2 clients from interpreting a gRPC error response, which
+/// uses status 200 (OK), as successful." tonic's routes would otherwise serve a `text/plain` POST
+/// with a valid length-prefixed body as a call (`200`, a reply, `grpc-status: 0`), so a plain HTTP
+/// client reads any gRPC error as success.
+///
+/// A request without `content-type` is refused the same way. The answer also carries
+/// `grpc-status: 3` (INVALID_ARGUMENT) and a `grpc-message` naming the content type, for clients
+/// that read only those. gRPC-Web requests are translated to `application/grpc` by tonic-web before
+/// they reach this layer, so they pass.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequireGrpcLayer;
 
 impl RequireGrpcLayer {
-    /// Refuses non-gRPC content types with 415; see the [module docs](self).
+    /// Refuses non-gRPC content types with 415; see [`RequireGrpcLayer`].
     pub fn new() -> Self {
         RequireGrpcLayer
     }

@@ -1,22 +1,5 @@
 //! A tracing span per call, as tonic's `Server::trace_fn` gives one: which service and method,
 //! the gRPC status it ended with, and how long it took.
-//!
-//! The span is `grpc.call` at INFO level (target `wsgrpc::grpc::layer::trace`), with the field
-//! names of OpenTelemetry's RPC conventions:
-//!
-//! | field | value |
-//! | --- | --- |
-//! | `rpc.service` | full service name, `todo.v1.Todos` |
-//! | `rpc.method` | method name, `Add` |
-//! | `rpc.grpc.status_code` | the status code as a number (0 OK, 5 NOT_FOUND...), recorded when the call ends |
-//! | `latency_us` | microseconds from the request head to the end of the response (its trailers), recorded when the call ends |
-//!
-//! The service's handler runs inside the span, so its own events carry these fields. The status
-//! comes from the response: `grpc-status` in the headers of a trailers-only answer (every refusal),
-//! or in the trailers of a complete one. A response dropped before its end (the client cancelled,
-//! or the connection went away) records `1` (CANCELLED); one that ended without any `grpc-status`
-//! records `2` (UNKNOWN), as a client would read it. With no subscriber interested in the span,
-//! the cost is one callsite check per call.
 
 use std::{
     future::Future,
@@ -36,12 +19,29 @@ use tracing::{Span, field::Empty};
 const CANCELLED: i32 = 1;
 const UNKNOWN: i32 = 2;
 
-/// Applies [`Trace`] to a service.
+/// Applies [`Trace`] to a service: a tracing span per call.
+///
+/// The span is `grpc.call` at INFO level (target `wsgrpc::grpc::layer::trace`), with the field
+/// names of OpenTelemetry's RPC conventions:
+///
+/// | field | value |
+/// | --- | --- |
+/// | `rpc.service` | full service name, `todo.v1.Todos` |
+/// | `rpc.method` | method name, `Add` |
+/// | `rpc.grpc.status_code` | the status code as a number (0 OK, 5 NOT_FOUND...), recorded when the call ends |
+/// | `latency_us` | microseconds from the request head to the end of the response (its trailers), recorded when the call ends |
+///
+/// The service's handler runs inside the span, so its own events carry these fields. The status
+/// comes from the response: `grpc-status` in the headers of a trailers-only answer (every refusal),
+/// or in the trailers of a complete one. A response dropped before its end (the client cancelled,
+/// or the connection went away) records `1` (CANCELLED); one that ended without any `grpc-status`
+/// records `2` (UNKNOWN), as a client would read it. With no subscriber interested in the span,
+/// the cost is one callsite check per call.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer;
 
 impl TraceLayer {
-    /// A span per call; see the [module docs](self).
+    /// A span per call; see [`TraceLayer`].
     pub fn new() -> Self {
         TraceLayer
     }
@@ -55,7 +55,7 @@ impl<S> Layer<S> for TraceLayer {
     }
 }
 
-/// A service whose every call runs in a `grpc.call` span; see the [module docs](self).
+/// A service whose every call runs in a `grpc.call` span; see [`TraceLayer`].
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
