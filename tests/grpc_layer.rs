@@ -126,6 +126,17 @@ async fn a_layer_wraps_every_service_and_its_errors_become_statuses() {
     assert_eq!(refused.code(), Code::PermissionDenied);
     assert_eq!(refused.message(), "refused by a layer");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    // An unknown method is answered by the router's fallback, which is wrapped too.
+    let unknown = grpc_common::raw_unary(
+        server.channel().await,
+        "/no.such.Service/Method",
+        bytes::Bytes::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unknown.code(), Code::Unimplemented);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
 /// The fields of one closed `grpc.call` span.

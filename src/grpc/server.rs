@@ -205,9 +205,10 @@ impl GrpcServer {
     }
 
     /// Wraps every service (yours, health and reflection) in `layer`, any tower layer: tower-http's,
-    /// your own, a metrics layer. Layers run in the order added, the first outermost, inside the
-    /// server's own [`GrpcLayer`] (so auth has already run) and after routing (so an unknown path is
-    /// answered `UNIMPLEMENTED` without them), as axum's `Router::layer` does.
+    /// your own, a metrics layer. As with axum's `Router::layer`, each call wraps what is there
+    /// already, so the layer added last runs first (tower's `ServiceBuilder` reads the other way
+    /// round). All of them run inside the server's own [`GrpcLayer`] (so auth has already run) and
+    /// around each route (an unknown path's `UNIMPLEMENTED` passes through them too).
     ///
     /// The layer sees axum's request and response types (`http::Request<axum::body::Body>`),
     /// which any layer generic over the body accepts. An error it returns is answered as a gRPC
