@@ -3,13 +3,31 @@
 //! every change), with health, reflection, limits, a per-call tracing span and graceful shutdown.
 //! No Greeter.
 //!
-//! To build it in a crate of your own, copy this file to `src/main.rs`, `proto/todo.proto` beside
-//! it, the `build.rs` lines of the README ("Your own service"), and put this in your `Cargo.toml`:
+//! To build it in a crate of your own, copy this file to `src/main.rs` and `proto/todo.proto`
+//! beside it, this `build.rs` (the README's "Your own service" explains it):
+//!
+//! ```rust,build.rs
+//! use prost::Message;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     println!("cargo:rerun-if-changed=proto/todo.proto");
+//!     let descriptors = protox::compile(["proto/todo.proto"], ["proto"])?;
+//!     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+//!     // For reflection: what `grpcurl list` and `describe` read.
+//!     std::fs::write(out_dir.join("todo_descriptor.bin"), descriptors.encode_to_vec())?;
+//!     tonic_prost_build::configure()
+//!         .build_client(false) // a server; keep it if you call the service from Rust too
+//!         .compile_fds(descriptors)?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! and this in your `Cargo.toml`:
 //!
 //! ```toml
 //! [dependencies]
 //! wsgrpc = { version = "0.1", default-features = false, features = ["grpc"] }
-//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net", "signal"] }
+//! tokio = { version = "1.47", features = ["macros", "rt-multi-thread", "net", "signal", "sync"] }
 //! tonic = { version = "0.14.2", default-features = false, features = ["codegen"] }
 //! tonic-prost = "0.14.2"
 //! prost = "0.14"
