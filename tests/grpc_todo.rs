@@ -232,3 +232,18 @@ async fn python_grpcio_client_calls_all_three_methods() {
         "stderr:\n{stderr}"
     );
 }
+
+/// The example applies its `Config` to its own service (`configure_service!` through
+/// `add_service_with`): a request over its 64 KiB limit is refused by tonic's codec before the
+/// service sees it, where the title check would have said INVALID_ARGUMENT.
+#[tokio::test]
+async fn the_config_reaches_the_users_service() {
+    let server = start().await;
+    let mut client = TodosClient::new(server.channel().await);
+    let title = "x".repeat(100 * 1024);
+    let refused = within("Add", client.add(AddRequest { title })).await;
+    assert_eq!(refused.unwrap_err().code(), Code::OutOfRange);
+    let long = "x".repeat(todo_server::MAX_TITLE_LEN + 1);
+    let invalid = within("Add", client.add(AddRequest { title: long })).await;
+    assert_eq!(invalid.unwrap_err().code(), Code::InvalidArgument);
+}
