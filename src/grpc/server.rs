@@ -293,6 +293,14 @@ impl GrpcServer {
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ]);
         let reflection = ReflectionService::new(descriptor_sets)?;
+        for name in &self.names {
+            if !reflection.services().iter().any(|known| known == name) {
+                tracing::info!(
+                    service = name,
+                    "no file descriptor set describes this service: reflection will not list it"
+                );
+            }
+        }
         let health = HealthHandle::new(self.names.iter().copied());
 
         let mut builder = Routes::builder();
