@@ -1,6 +1,5 @@
-//! `.layer(L)` wraps every service (the Greeter, health, reflection) in any tower layer, and a
-//! layer's error becomes the call's gRPC status; every call runs in a `grpc.call` span that ends
-//! with its service, method, status and latency.
+//! `.layer(L)` wraps every service (the Greeter, health, reflection, the router's fallback) in
+//! any tower layer, and a layer's error becomes the call's gRPC status.
 
 #![cfg(feature = "grpc")]
 
@@ -8,9 +7,8 @@
 mod grpc_common;
 
 use std::{
-    collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll},
@@ -18,16 +16,10 @@ use std::{
 
 use futures::future::BoxFuture;
 use grpc_common::{TestServer, within};
-use tokio::sync::watch;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::{
-    field::{Field, Visit},
-    span::{Attributes, Id, Record},
-};
-use tracing_subscriber::{layer::SubscriberExt, registry::LookupSpan};
 use wsgrpc::grpc::{GrpcServer, pb::HelloRequest};
 
 /// Counts the calls it sees and marks their responses with `x-layered: yes`; refuses calls to
@@ -137,128 +129,4 @@ async fn a_layer_wraps_every_service_and_its_errors_become_statuses() {
     .unwrap_err();
     assert_eq!(unknown.code(), Code::Unimplemented);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
-}
-
-/// The fields of one closed `grpc.call` span.
-type Fields = HashMap<String, String>;
-
-/// Collects the fields of every `grpc.call` span and publishes the list when one closes.
-#[derive(Clone)]
-struct Capture {
-    closed: Arc<Mutex<Vec<Fields>>>,
-    count: watch::Sender<usize>,
-}
-
-struct Visitor<'a>(&'a mut Fields);
-
-impl Visit for Visitor<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for Capture
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attributes: &Attributes<'_>,
-        id: &Id,
-        context: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if attributes.metadata().name() != "grpc.call" {
-            return;
-        }
-        let mut fields = Fields::new();
-        attributes.record(&mut Visitor(&mut fields));
-        if let Some(span) = context.span(id) {
-            span.extensions_mut().insert(fields);
-        }
-    }
-
-    fn on_record(
-        &self,
-        id: &Id,
-        values: &Record<'_>,
-        context: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if let Some(span) = context.span(id)
-            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
-        {
-            values.record(&mut Visitor(fields));
-        }
-    }
-
-    fn on_close(&self, id: Id, context: tracing_subscriber::layer::Context<'_, S>) {
-        if let Some(span) = context.span(&id)
-            && let Some(fields) = span.extensions_mut().remove::<Fields>()
-        {
-            let mut closed = self.closed.lock().unwrap();
-            closed.push(fields);
-            self.count.send_replace(closed.len());
-        }
-    }
-}
-
-#[tokio::test]
-async fn every_call_gets_a_span_with_service_method_status_and_latency() {
-    let capture = Capture {
-        closed: Arc::default(),
-        count: watch::channel(0).0,
-    };
-    let mut count = capture.count.subscribe();
-    // The test runtime has one thread, so the server's tasks see this subscriber too.
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
-
-    let server = TestServer::start(GrpcServer::new()).await;
-    let mut greeter = server.client().await;
-    within(
-        "SayHello",
-        greeter.say_hello(HelloRequest {
-            name: "span".into(),
-        }),
-    )
-    .await
-    .unwrap();
-    let mut health = HealthClient::new(server.channel().await);
-    let unknown = within(
-        "Check",
-        health.check(Request::new(HealthCheckRequest {
-            service: "no.such.Service".into(),
-        })),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(unknown.code(), Code::NotFound);
-
-    within("two spans to close", count.wait_for(|closed| *closed >= 2))
-        .await
-        .unwrap();
-    let closed = capture.closed.lock().unwrap().clone();
-    let find = |method: &str| {
-        closed
-            .iter()
-            .find(|fields| fields.get("rpc.method").map(String::as_str) == Some(method))
-            .unwrap_or_else(|| panic!("no span for {method}: {closed:?}"))
-            .clone()
-    };
-    let hello = find("SayHello");
-    assert_eq!(hello["rpc.service"], "helloworld.Greeter");
-    assert_eq!(hello["rpc.grpc.status_code"], "0");
-    let latency: u64 = hello["latency_us"]
-        .parse()
-        .expect("latency in microseconds");
-    assert!(latency > 0 && latency < 10_000_000, "{latency}");
-    let check = find("Check");
-    assert_eq!(check["rpc.service"], "grpc.health.v1.Health");
-    assert_eq!(
-        check["rpc.grpc.status_code"],
-        (Code::NotFound as i32).to_string()
-    );
 }
