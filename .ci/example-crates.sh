@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds examples the way a user copies them: each one into a fresh crate made with `cargo new`,
-# with exactly the `[dependencies]` its `//!` header lists (the ```toml block) and `wsgrpc`
+# with exactly the `[dependencies]` its `//!` header lists (the ```toml block), its `build.rs`
+# when the header has one (a ```rust,build.rs block; then `proto/` is copied too) and `wsgrpc`
 # pointed at this checkout. Then ping_pong, built against `wsgrpc` with only the `ws` feature,
 # is started on a free port and answers one WebSocket message.
 #
@@ -39,6 +40,14 @@ for example in "${examples[@]}"; do
   } >"$dir/Cargo.toml.new"
   mv "$dir/Cargo.toml.new" "$dir/Cargo.toml"
   cp "$source_file" "$dir/src/main.rs"
+  # An example with a proto of its own carries its build.rs in a ```rust,build.rs header block,
+  # as the README tells users to write it; the protos come along.
+  build_rs=$(sed -n '/^\/\/! ```rust,build.rs$/,/^\/\/! ```$/p' "$source_file" \
+    | sed -e '1d' -e '$d' -e 's|^//! \{0,1\}||')
+  if [ -n "$build_rs" ]; then
+    printf '%s\n' "$build_rs" >"$dir/build.rs"
+    cp -r proto "$dir/proto"
+  fi
   # Start from the versions the checkout is tested with (cargo drops what the copy does not use).
   cp Cargo.lock "$dir/Cargo.lock"
   echo "== $example: $(grep '^wsgrpc = ' "$dir/Cargo.toml")"

@@ -47,7 +47,7 @@ fn run_server(kind: &str) {
             }
             "tonic" => {
                 let greeter = wsgrpc::grpc::pb::greeter_server::GreeterServer::new(
-                    wsgrpc::grpc::Greeter::default(),
+                    wsgrpc::grpc::GreeterService::default(),
                 );
                 tonic::transport::Server::builder()
                     .add_service(greeter)

@@ -1,6 +1,9 @@
 //! The reference design's gRPC server: `helloworld.Greeter` answering `Hello {name}`, with health
 //! checks and reflection, shutting down gracefully on Ctrl-C.
 //!
+//! The Greeter is mounted like any service of your own: one `add_service` line, plus its
+//! descriptors for reflection (`examples/todo_server.rs` does the same with its own proto).
+//!
 //! To build it in a crate of your own, copy this file to `src/main.rs` and put this in
 //! your `Cargo.toml`:
 //!
@@ -21,7 +24,8 @@
 
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use wsgrpc::grpc::GrpcServer;
+use wsgrpc::grpc::pb::{self, greeter_server::GreeterServer};
+use wsgrpc::grpc::{GreeterService, GrpcServer};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:50051";
 
@@ -41,6 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    GrpcServer::new().serve(listener, shutdown).await?;
+    GrpcServer::builder()
+        .add_service(GreeterServer::new(GreeterService::default()))
+        .file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .serve(listener, shutdown)
+        .await?;
     Ok(())
 }

@@ -134,9 +134,11 @@ pub enum Error {
     // gRPC
     #[cfg(feature = "grpc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
-    /// The gRPC reflection service could not be built from the embedded file descriptor sets.
-    #[error("could not build the grpc reflection service")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    /// A file descriptor set given to the gRPC reflection service
+    /// ([`GrpcServer::file_descriptor_set`](crate::grpc::GrpcServer::file_descriptor_set)) does
+    /// not decode as an encoded `google.protobuf.FileDescriptorSet`.
+    #[error("invalid file descriptor set for grpc reflection")]
+    Reflection(#[source] prost::DecodeError),
 
     #[cfg(any(feature = "tls", feature = "client"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "client"))))]

@@ -25,9 +25,9 @@
 //!   a closure to [`ws::handler_fn`]), wrap it in [`ws::Layer`]s, serve it with [`ws::Server`] or
 //!   run it on a connection hyper or axum upgraded with [`ws::serve_connection`]. Typed JSON
 //!   messages need `json`.
-//! - `grpc` (feature `grpc`): the gRPC side: the generated Greeter service, a default
-//!   implementation to extend, and a server builder with health, reflection, limits and graceful
-//!   shutdown.
+//! - `grpc` (feature `grpc`): the gRPC side: a server builder for any tonic service, with
+//!   health, reflection, limits, auth, tracing, tower layers and graceful shutdown; the generated
+//!   helloworld Greeter and its default implementation are the sample it serves.
 //! - `serve` (feature `serve`): one listener for WebSocket (HTTP/1.1 and HTTP/2), gRPC, a web
 //!   page and any fallback tower service, under tower layers; gRPC-Web for browsers with
 //!   `grpc-web`, and an axum adapter (route and extractor) with `axum`.

@@ -9,14 +9,14 @@ mod grpc_common;
 use grpc_common::{TestServer, within};
 use tonic::Code;
 use wsgrpc::grpc::{
-    CompressionEncoding, Config, Greeter, GrpcServer,
+    CompressionEncoding, Config, GreeterService, GrpcServer,
     pb::{HelloRequest, greeter_client::GreeterClient},
 };
 
 async fn round_trip(encoding: CompressionEncoding, header: &str) {
     let config = Config::default().send_compressed([encoding]);
     // A long name makes the reply worth compressing and shows it survives intact.
-    let greeter = Greeter::default().max_name_len(64 * 1024);
+    let greeter = GreeterService::default().max_name_len(64 * 1024);
     let server = TestServer::start(GrpcServer::with_greeter(greeter).config(config)).await;
     let mut client = GreeterClient::new(server.channel().await)
         .send_compressed(encoding)

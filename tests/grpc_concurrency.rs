@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use grpc_common::{Gate, TestServer, within};
 use tonic::Code;
-use wsgrpc::grpc::{Config, Greeter, GrpcServer, pb::HelloRequest};
+use wsgrpc::grpc::{Config, GreeterService, GrpcServer, pb::HelloRequest};
 
 fn hello(name: &str) -> HelloRequest {
     HelloRequest {
@@ -23,7 +23,7 @@ async fn load_shedding_refuses_calls_over_the_limit() {
     let (gate, mut control) = Gate::new();
     let config = Config::default().concurrency_limit(1).load_shed(true);
     let server =
-        TestServer::start(GrpcServer::with_greeter(Greeter::new(gate)).config(config)).await;
+        TestServer::start(GrpcServer::with_greeter(GreeterService::new(gate)).config(config)).await;
     let mut client = server.client().await;
 
     let mut holder = client.clone();
@@ -54,7 +54,7 @@ async fn without_load_shedding_excess_calls_wait_for_a_slot() {
     let (gate, mut control) = Gate::new();
     let config = Config::default().concurrency_limit(1);
     let server =
-        TestServer::start(GrpcServer::with_greeter(Greeter::new(gate)).config(config)).await;
+        TestServer::start(GrpcServer::with_greeter(GreeterService::new(gate)).config(config)).await;
     let client = server.client().await;
 
     let mut holder = client.clone();
@@ -82,7 +82,7 @@ async fn without_load_shedding_excess_calls_wait_for_a_slot() {
 async fn a_streaming_call_holds_its_slot_until_the_stream_ends() {
     let (gate, mut control) = Gate::new();
     let config = Config::default().concurrency_limit(1).load_shed(true);
-    let greeter = Greeter::new(gate).stream_replies(2);
+    let greeter = GreeterService::new(gate).stream_replies(2);
     let server = TestServer::start(GrpcServer::with_greeter(greeter).config(config)).await;
     let mut client = server.client().await;
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 use grpc_common::{TestServer, raw_h2_call, within};
 use prost::Message;
 use tonic::{Code, Request};
-use wsgrpc::grpc::{Config, Greeter, GrpcServer, greet_fn, pb::HelloRequest};
+use wsgrpc::grpc::{Config, GreeterService, GrpcServer, greet_fn, pb::HelloRequest};
 
 /// A greeting that never finishes unless the name is `fast`.
-fn stuck_greeter() -> Greeter<impl wsgrpc::grpc::Greet> {
-    Greeter::new(greet_fn(|name: String| async move {
+fn stuck_greeter() -> GreeterService<impl wsgrpc::grpc::Greet> {
+    GreeterService::new(greet_fn(|name: String| async move {
         if name != "fast" {
             std::future::pending::<()>().await;
         }

@@ -7,7 +7,7 @@ mod grpc_common;
 
 use grpc_common::{TestServer, within};
 use tonic::Code;
-use wsgrpc::grpc::{DEFAULT_MAX_NAME_LEN, Greeter, GrpcServer, greet_fn, pb::HelloRequest};
+use wsgrpc::grpc::{DEFAULT_MAX_NAME_LEN, GreeterService, GrpcServer, greet_fn, pb::HelloRequest};
 
 fn hello(name: &str) -> HelloRequest {
     HelloRequest {
@@ -27,7 +27,7 @@ async fn says_hello_like_the_reference_server() {
 
 #[tokio::test]
 async fn custom_greeting_logic_replaces_the_default() {
-    let greeter = Greeter::new(greet_fn(|name: String| async move {
+    let greeter = GreeterService::new(greet_fn(|name: String| async move {
         Ok(format!("Bonjour {name}"))
     }));
     let server = TestServer::start(GrpcServer::with_greeter(greeter)).await;
@@ -40,7 +40,7 @@ async fn custom_greeting_logic_replaces_the_default() {
 
 #[tokio::test]
 async fn custom_greeting_errors_reach_the_client() {
-    let greeter = Greeter::new(greet_fn(|_name: String| async move {
+    let greeter = GreeterService::new(greet_fn(|_name: String| async move {
         Err(tonic::Status::permission_denied("no greetings today"))
     }));
     let server = TestServer::start(GrpcServer::with_greeter(greeter)).await;

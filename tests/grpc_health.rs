@@ -82,3 +82,29 @@ async fn watch_streams_every_change() {
     server.health.set_serving().await;
     assert_eq!(next().await, ServingStatus::Serving);
 }
+
+/// health.proto: Watch of an unknown service sends SERVICE_UNKNOWN and does not end the call; the
+/// real status follows once the service becomes known. (tonic-health ends it with NOT_FOUND.)
+#[tokio::test]
+async fn watch_of_an_unknown_service_stays_open_until_it_is_known() {
+    let server = TestServer::start(GrpcServer::new()).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut updates = within("Watch", health.watch(check("late.v1.Service")))
+        .await
+        .expect("Watch of an unknown service is not an error")
+        .into_inner();
+    let mut next = async || {
+        within("a health update", updates.message())
+            .await
+            .unwrap()
+            .expect("watch ended")
+            .status()
+    };
+    assert_eq!(next().await, ServingStatus::ServiceUnknown);
+    // Other services changing send this watcher nothing; its own service appearing does.
+    server.health.set_not_serving().await;
+    server
+        .health
+        .set_service_status("late.v1.Service", wsgrpc::grpc::ServingStatus::Serving);
+    assert_eq!(next().await, ServingStatus::Serving);
+}

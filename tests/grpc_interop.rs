@@ -8,30 +8,22 @@
 
 #[path = "common/grpc.rs"]
 mod grpc_common;
+#[path = "common/python.rs"]
+mod python;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use grpc_common::TestServer;
+use python::{ensure_grpcio, venv_dir};
 use tokio::process::Command;
 use wsgrpc::grpc::{DEFAULT_STREAM_REPLIES, GrpcServer};
 
 /// Python starts, compiles the proto and makes four calls; generous for a cold CI machine.
 const PYTHON_DEADLINE: Duration = Duration::from_secs(120);
-/// Making the venv and downloading grpcio's wheels, once per target directory.
-const PYTHON_SETUP_DEADLINE: Duration = Duration::from_secs(600);
 
 #[tokio::test]
 async fn python_grpcio_client_works() {
-    if Command::new("python3")
-        .arg("--version")
-        .output()
-        .await
-        .is_err()
-    {
+    if !python::python3_present().await {
         eprintln!("SKIPPED python_grpcio_client_works: python3 is not installed");
         return;
     }
@@ -70,74 +62,4 @@ async fn python_grpcio_client_works() {
     expected.push("bidi: Hello grace".to_owned());
     expected.push("empty-name: INVALID_ARGUMENT".to_owned());
     assert_eq!(lines, expected, "stderr:\n{stderr}");
-}
-
-/// Where the test keeps its Python environment: under the target directory, so `cargo clean`
-/// removes it and no system or user site is ever written to.
-fn venv_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-venv")
-}
-
-/// Makes (once) a virtual environment with the packages the client needs, and returns its
-/// interpreter. A venv whose install did not finish (no marker file) is made again.
-async fn ensure_grpcio() -> PathBuf {
-    let venv = venv_dir();
-    let python = venv.join("bin").join("python");
-    let ready = venv.join("wsgrpc-ready");
-    if ready.exists() && grpcio_importable(&python).await {
-        return python;
-    }
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv).expect("remove the unfinished python venv");
-    }
-    run_python(
-        Command::new("python3").arg("-m").arg("venv").arg(&venv),
-        "python3 -m venv (Debian and Ubuntu: apt-get install python3-venv)",
-    )
-    .await;
-    run_python(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "grpcio",
-                "grpcio-tools",
-            ])
-            .env("PIP_ROOT_USER_ACTION", "ignore"),
-        "pip install grpcio grpcio-tools in the test venv",
-    )
-    .await;
-    assert!(
-        grpcio_importable(&python).await,
-        "grpcio was installed into {} but cannot be imported",
-        venv.display()
-    );
-    std::fs::write(&ready, "grpcio grpcio-tools\n").expect("mark the python venv ready");
-    python
-}
-
-/// Runs a setup step with the setup deadline; panics with its output when it fails.
-async fn run_python(command: &mut Command, what: &str) {
-    let output = tokio::time::timeout(PYTHON_SETUP_DEADLINE, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("{what}: timed out after {PYTHON_SETUP_DEADLINE:?}"))
-        .unwrap_or_else(|error| panic!("{what}: {error}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-async fn grpcio_importable(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import grpc, grpc_tools"])
-        .output()
-        .await
-        .is_ok_and(|output| output.status.success())
 }

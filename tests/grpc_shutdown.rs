@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use wsgrpc::grpc::{Config, Greeter, GrpcServer, pb::HelloRequest};
+use wsgrpc::grpc::{Config, GreeterService, GrpcServer, pb::HelloRequest};
 
 fn hello(name: &str) -> HelloRequest {
     HelloRequest {
@@ -31,7 +31,7 @@ async fn connections_refused(server: &TestServer) {
 #[tokio::test]
 async fn in_flight_call_finishes_then_the_server_refuses() {
     let (gate, mut control) = Gate::new();
-    let mut server = TestServer::start(GrpcServer::with_greeter(Greeter::new(gate))).await;
+    let mut server = TestServer::start(GrpcServer::with_greeter(GreeterService::new(gate))).await;
     let channel = server.channel().await;
 
     let mut health = HealthClient::new(channel.clone());
@@ -86,7 +86,7 @@ async fn drain_deadline_closes_calls_that_do_not_finish() {
     let (gate, mut control) = Gate::new();
     let config = Config::default().drain_timeout(Duration::from_millis(200));
     let mut server =
-        TestServer::start(GrpcServer::with_greeter(Greeter::new(gate)).config(config)).await;
+        TestServer::start(GrpcServer::with_greeter(GreeterService::new(gate)).config(config)).await;
     let mut client = server.client().await;
 
     let stuck = tokio::spawn(async move { client.say_hello(hello("stuck")).await });

@@ -14,7 +14,7 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 use wsgrpc::grpc::{
-    DEFAULT_STREAM_REPLIES, Greeter, GrpcServer,
+    DEFAULT_STREAM_REPLIES, GreeterService, GrpcServer,
     pb::{HelloRequest, greeter_client::GreeterClient},
 };
 
@@ -116,7 +116,7 @@ async fn bidi_stream_ends_with_invalid_argument_on_a_bad_name() {
 #[tokio::test]
 async fn slow_consumer_of_the_server_stream_stalls_the_server() {
     let counting = Counting::new(REPLY_LEN);
-    let greeter = Greeter::new(counting.clone()).stream_replies(100_000);
+    let greeter = GreeterService::new(counting.clone()).stream_replies(100_000);
     let server = TestServer::start(GrpcServer::with_greeter(greeter)).await;
     let mut client = small_window_client(&server).await;
 
@@ -158,7 +158,10 @@ async fn slow_consumer_of_the_server_stream_stalls_the_server() {
 #[tokio::test]
 async fn slow_consumer_of_the_bidi_stream_stalls_the_server() {
     let counting = Counting::new(REPLY_LEN);
-    let server = TestServer::start(GrpcServer::with_greeter(Greeter::new(counting.clone()))).await;
+    let server = TestServer::start(GrpcServer::with_greeter(GreeterService::new(
+        counting.clone(),
+    )))
+    .await;
     let mut client = small_window_client(&server).await;
 
     // An endless supply of names: only backpressure can keep the server's work bounded.

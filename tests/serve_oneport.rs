@@ -277,15 +277,29 @@ async fn grpc_web_cors_is_same_origin_unless_configured() {
         .header("host", addr.to_string())
         .header("origin", "https://app.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type,x-grpc-web")
+        // Issue 13's preflight: custom metadata beside grpc-web's own headers.
+        .header(
+            "access-control-request-headers",
+            "content-type,x-grpc-web,x-user-agent,x-request-id,x-tenant",
+        )
         .body(Full::new(Bytes::new()))
         .expect("valid");
     let answer = http1(addr, preflight).await;
-    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    // tower-http's CorsLayer answers preflights 200 (204 is as valid; browsers accept any 2xx).
+    assert!(answer.status().is_success(), "{}", answer.status());
     assert_eq!(
         answer.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
         "https://app.example"
     );
+    let allowed = answer.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .expect("ascii");
+    for requested in ["x-grpc-web", "x-user-agent", "x-request-id", "x-tenant"] {
+        assert!(
+            allowed.contains(requested),
+            "{requested} not allowed: {allowed}"
+        );
+    }
     let call = http1(
         addr,
         grpc_web_hello(addr, "app", Some("https://app.example")),

@@ -19,7 +19,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use wsgrpc::grpc::pb::{HelloRequest, greeter_client::GreeterClient};
-use wsgrpc::grpc::{Config as GrpcConfig, Greeter, GrpcServer};
+use wsgrpc::grpc::{Config as GrpcConfig, GreeterService, GrpcServer};
 use wsgrpc::serve::{App, Cors};
 use wsgrpc::ws::{Handler, Message, SessionHandle, handler_fn};
 
@@ -32,7 +32,7 @@ fn echo() -> impl Handler {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_get_1001_while_calls_in_flight_finish() {
     let (gate, mut control) = Gate::new();
-    let parts = GrpcServer::with_greeter(Greeter::new(gate))
+    let parts = GrpcServer::with_greeter(GreeterService::new(gate))
         .into_parts()
         .await
         .expect("parts");
@@ -109,7 +109,7 @@ async fn websockets_get_1001_while_calls_in_flight_finish() {
 #[tokio::test]
 async fn drain_deadline_and_websocket_wait_are_bounded() {
     let (gate, mut control) = Gate::new();
-    let parts = GrpcServer::with_greeter(Greeter::new(gate))
+    let parts = GrpcServer::with_greeter(GreeterService::new(gate))
         .config(GrpcConfig::default().drain_timeout(Duration::from_millis(200)))
         .into_parts()
         .await

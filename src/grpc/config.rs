@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
 /// Settings for [`GrpcServer`](super::GrpcServer).
 ///
+/// The message size limits and compression encodings are per service in tonic: the server applies
+/// them to the services it makes (health, reflection, the Greeter of `GrpcServer::new`), and
+/// [`configure_service!`](crate::configure_service) applies them to yours.
+///
 /// Build it from [`Config::default`] with the chained setters; every field is also public for reading.
 ///
 /// ```
@@ -69,12 +73,12 @@ pub struct Config {
     pub initial_connection_window_size: Option<u32>,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`: gRPC messages are small and latency-bound.
     pub tcp_nodelay: bool,
-    /// Request encodings the Greeter decompresses. Default gzip and zstd.
+    /// Request encodings the services decompress. Default gzip and zstd.
     ///
     /// Decompression is bounded by [`max_decoding_message_size`](Self::max_decoding_message_size), so
     /// accepting compressed requests does not open a decompression-bomb hole.
     pub accept_compressed: Vec<CompressionEncoding>,
-    /// Reply encodings the Greeter may use when the client advertises them in `grpc-accept-encoding`.
+    /// Reply encodings the services may use when the client advertises them in `grpc-accept-encoding`.
     /// Default none: compressing a short greeting costs more CPU than it saves bandwidth.
     pub send_compressed: Vec<CompressionEncoding>,
     /// After the shutdown signal, how long in-flight calls may take to finish before their connections

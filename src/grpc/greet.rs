@@ -1,6 +1,6 @@
 //! The extension point: what a greeting says.
 //!
-//! [`Greeter`](super::Greeter) owns the protocol (validation, streaming, backpressure); a [`Greet`]
+//! [`GreeterService`](super::GreeterService) owns the protocol (validation, streaming, backpressure); a [`Greet`]
 //! implementation only turns a validated name into a message. Users replace the greeting by
 //! implementing [`Greet`] on their own type, or by passing an async closure to [`greet_fn`], without
 //! touching the generated code.
@@ -17,7 +17,7 @@ use tonic::Status;
 /// ```
 /// use std::future::{Ready, ready};
 /// use tonic::Status;
-/// use wsgrpc::grpc::{Greet, Greeter};
+/// use wsgrpc::grpc::{Greet, GreeterService};
 ///
 /// struct Shout;
 ///
@@ -27,7 +27,7 @@ use tonic::Status;
 ///     }
 /// }
 ///
-/// let greeter = Greeter::new(Shout);
+/// let greeter = GreeterService::new(Shout);
 /// # let _ = greeter;
 /// ```
 pub trait Greet: Send + Sync + 'static {
@@ -52,9 +52,9 @@ pub struct GreetFn<F>(F);
 /// Makes a [`Greet`] from an async closure taking the name by value.
 ///
 /// ```
-/// use wsgrpc::grpc::{Greeter, greet_fn};
+/// use wsgrpc::grpc::{GreeterService, greet_fn};
 ///
-/// let greeter = Greeter::new(greet_fn(|name: String| async move { Ok(format!("Hi {name}")) }));
+/// let greeter = GreeterService::new(greet_fn(|name: String| async move { Ok(format!("Hi {name}")) }));
 /// # let _ = greeter;
 /// ```
 pub fn greet_fn<F, Fut>(function: F) -> GreetFn<F>

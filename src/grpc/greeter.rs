@@ -1,5 +1,11 @@
 //! The `helloworld.Greeter` service: validation and the three calls, around a [`Greet`].
 //!
+//! The struct is [`GreeterService`], not `Greeter`: `Greeter` is the trait tonic generates from
+//! the proto (`pb::greeter_server::Greeter`), which this type implements, and tonic's own examples
+//! name the implementing struct apart from it too. `GreeterService` says what it is, the
+//! implementation of the `helloworld.Greeter` service, next to the generated `GreeterServer` that
+//! wraps it for routing.
+//!
 //! Replies are produced lazily, pulled by tonic's encoder: a reply is greeted only when the transport
 //! has room for it. A slow client therefore stalls the greeting instead of growing a queue, and for the
 //! bidirectional call the server stops reading names until the client reads the replies, so HTTP/2
@@ -12,14 +18,15 @@ use futures::{Stream, StreamExt, stream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
+    Config,
     greet::{Greet, Hello},
-    pb::{self, HelloReply, HelloRequest},
+    pb::{self, HelloReply, HelloRequest, greeter_server::GreeterServer},
 };
 
-/// Default [`Greeter::max_name_len`]: 1 KiB of UTF-8, far above any real name.
+/// Default [`GreeterService::max_name_len`]: 1 KiB of UTF-8, far above any real name.
 pub const DEFAULT_MAX_NAME_LEN: usize = 1024;
 
-/// Default [`Greeter::stream_replies`]: the number of replies `SayHelloStreamReply` sends.
+/// Default [`GreeterService::stream_replies`]: the number of replies `SayHelloStreamReply` sends.
 pub const DEFAULT_STREAM_REPLIES: usize = 10;
 
 /// A stream of replies, as the generated service trait wants it.
@@ -35,15 +42,15 @@ pub type ReplyStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + S
 /// [`max_name_len`](Self::max_name_len) bytes is refused with `INVALID_ARGUMENT` (on the
 /// bidirectional call this ends the call).
 #[derive(Debug)]
-pub struct Greeter<G = Hello> {
+pub struct GreeterService<G = Hello> {
     greet: Arc<G>,
     max_name_len: usize,
     stream_replies: usize,
 }
 
-impl<G> Clone for Greeter<G> {
+impl<G> Clone for GreeterService<G> {
     fn clone(&self) -> Self {
-        Greeter {
+        GreeterService {
             greet: Arc::clone(&self.greet),
             max_name_len: self.max_name_len,
             stream_replies: self.stream_replies,
@@ -51,16 +58,16 @@ impl<G> Clone for Greeter<G> {
     }
 }
 
-impl Default for Greeter<Hello> {
+impl Default for GreeterService<Hello> {
     fn default() -> Self {
-        Greeter::new(Hello)
+        GreeterService::new(Hello)
     }
 }
 
-impl<G: Greet> Greeter<G> {
+impl<G: Greet> GreeterService<G> {
     /// A Greeter whose greetings come from `greet`.
     pub fn new(greet: G) -> Self {
-        Greeter {
+        GreeterService {
             greet: Arc::new(greet),
             max_name_len: DEFAULT_MAX_NAME_LEN,
             stream_replies: DEFAULT_STREAM_REPLIES,
@@ -82,6 +89,13 @@ impl<G: Greet> Greeter<G> {
     /// The greeting logic.
     pub fn greet(&self) -> &G {
         &self.greet
+    }
+
+    /// The generated `GreeterServer` around this service, with the message size limits and
+    /// compression of `config` ([`configure_service!`](crate::configure_service)); what
+    /// [`GrpcServer::with_greeter`](super::GrpcServer::with_greeter) adds.
+    pub fn into_server(self, config: &Config) -> GreeterServer<Self> {
+        crate::configure_service!(GreeterServer::new(self), config)
     }
 
     fn validate(&self, name: &str) -> Result<(), Status> {
@@ -106,7 +120,7 @@ impl<G: Greet> Greeter<G> {
 }
 
 #[tonic::async_trait]
-impl<G: Greet> pb::greeter_server::Greeter for Greeter<G> {
+impl<G: Greet> pb::greeter_server::Greeter for GreeterService<G> {
     async fn say_hello(
         &self,
         request: Request<HelloRequest>,
@@ -168,7 +182,7 @@ mod tests {
 
     #[test]
     fn empty_and_long_names_are_invalid_arguments() {
-        let greeter = Greeter::default().max_name_len(4);
+        let greeter = GreeterService::default().max_name_len(4);
         assert_eq!(
             greeter.validate("").unwrap_err().code(),
             tonic::Code::InvalidArgument

@@ -1,6 +1,6 @@
 //! Code generated from `proto/helloworld.proto` by `build.rs` (protox + tonic-prost-build).
 //!
-//! `greeter_server` holds the service trait [`Greeter`](super::Greeter) implements, `greeter_client`
+//! `greeter_server` holds the service trait [`GreeterService`](super::GreeterService) implements, `greeter_client`
 //! the client any Rust program can call the server with. The generated code is not ours to lint, so
 //! its `allow`s live here and nowhere else.
 #![allow(clippy::all, missing_docs, unreachable_pub)]

@@ -59,7 +59,7 @@ use super::Assets;
 use super::service::{Body, BoxHttpService, box_http_service};
 use super::websocket::{Endpoint, is_upgrade};
 #[cfg(feature = "grpc-web")]
-use super::{Cors, cors::Verdict};
+use super::{Cors, CorsService};
 use crate::grpc::serve::configure_http2;
 use crate::grpc::{GrpcLayer, GrpcParts};
 use crate::net::serve::{AcceptOptions, Connector, accept_until, drain};
@@ -513,7 +513,7 @@ struct Routing<H> {
     websocket: Option<Endpoint<H>>,
     grpc: Option<GrpcService>,
     #[cfg(feature = "grpc-web")]
-    grpc_web: Option<(Cors, GrpcWebService<GrpcService>)>,
+    grpc_web: Option<CorsService<GrpcWebService<GrpcService>>>,
     assets: Assets,
     fallback: Option<BoxHttpService>,
 }
@@ -525,7 +525,7 @@ impl<H: Handler> Routing<H> {
             .map(|parts| Layer::layer(&parts.layer, parts.routes));
         #[cfg(feature = "grpc-web")]
         let grpc_web = match (app.grpc_web, &grpc) {
-            (Some(cors), Some(grpc)) => Some((cors, GrpcWebLayer::new().layer(grpc.clone()))),
+            (Some(cors), Some(grpc)) => Some(cors.layer(GrpcWebLayer::new().layer(grpc.clone()))),
             (Some(_), None) => {
                 tracing::warn!("grpc-web is enabled but no grpc services are: nothing to call");
                 None
@@ -573,18 +573,10 @@ impl<H: Handler> Routing<H> {
             Protocol::GrpcWeb => self.http(request).await,
             #[cfg(feature = "grpc-web")]
             Protocol::GrpcWeb => {
-                let Some((cors, service)) = &self.grpc_web else {
+                let Some(service) = &self.grpc_web else {
                     return self.http(request).await;
                 };
-                match cors.check(&request) {
-                    Verdict::Pass => call(service.clone(), request).await,
-                    Verdict::Allow(headers) => {
-                        let mut response = call(service.clone(), request).await;
-                        response.headers_mut().extend(headers);
-                        response
-                    }
-                    Verdict::Respond(response) => full(response),
-                }
+                call(service.clone(), request).await
             }
             Protocol::Grpc => match (&self.grpc, &self.fallback) {
                 (Some(service), _) => call(service.clone(), request).await,

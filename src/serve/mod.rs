@@ -31,7 +31,7 @@
 //! | missing, repeated or invalid `Host` / `:authority` (RFC 9112 section 3.2) | `400` |
 //! | `Upgrade: websocket` (HTTP/1.1), or an extended CONNECT (HTTP/2, RFC 8441: `:method CONNECT` with a `:protocol`) | the WebSocket [`Handler`](crate::ws::Handler), with its router and guards (the fallback when the app has no handler but has a fallback) |
 //! | `content-type: application/grpc-web*` (HTTP/1.1 or HTTP/2), and CORS preflights | the gRPC services through tonic-web, under the [`Cors`] policy |
-//! | `content-type: application/grpc*` (HTTP/2) | the gRPC services behind their [`GrpcLayer`](crate::grpc::GrpcLayer) (the fallback when the app has none, else `UNIMPLEMENTED`) |
+//! | `content-type: application/grpc*` (HTTP/2) | the gRPC services (yours, health, reflection) behind their [`GrpcLayer`](crate::grpc::GrpcLayer) (the fallback when the app has none, else `UNIMPLEMENTED`) |
 //! | anything else | the [`Assets`] by exact path, then the [`fallback`](App::fallback) (an axum `Router`, tower-http's `ServeDir`, any tower service), then `404` |
 //!
 //! [`App::layer`] wraps all of it in tower middleware (tower-http's `TraceLayer`,
@@ -44,6 +44,12 @@
 //! handler, guards, limits and shutdown; [`Session::http_version`](crate::ws::Session::http_version)
 //! tells which. Browsers use HTTP/2 WebSockets only on `https://` pages served over h2 (with
 //! [`App::tls`]); `ws://` stays HTTP/1.1.
+//!
+//! So a non-gRPC content type (`text/plain`, or none) sent to a gRPC path on this port is plain
+//! HTTP: it goes to the assets (usually `404`), never to a gRPC service. The gRPC-only server
+//! ([`GrpcServer::serve`](crate::grpc::GrpcServer::serve)) answers it `415 Unsupported Media Type`
+//! as the gRPC HTTP/2 spec says, and so does [`axum::grpc_router`] (the check is in the
+//! `GrpcLayer`).
 //!
 //! The limits of both sides apply on this path as on their own servers: from
 //! [`ws::Config`](crate::ws::Config) the message and frame sizes, keepalive, queue bound,
@@ -75,5 +81,5 @@ pub use app::{App, DEFAULT_REQUEST_HEAD_TIMEOUT, NoWebSocket};
 pub use assets::Assets;
 #[cfg(feature = "grpc-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc-web")))]
-pub use cors::Cors;
+pub use cors::{Cors, CorsService};
 pub use service::{Body, BoxHttpService, box_http_service};

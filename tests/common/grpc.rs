@@ -49,7 +49,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Assembles `server` and serves it on a fresh loopback port.
-    pub async fn start<G: Greet>(server: GrpcServer<G>) -> TestServer {
+    pub async fn start(server: GrpcServer) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
