@@ -92,7 +92,9 @@ pub struct Config {
     /// (`NO_ERROR`, RFC 9113 section 6.8): the client opens a new connection for its next calls while
     /// the calls in flight finish within
     /// [`max_connection_age_grace`](Self::max_connection_age_grace). Used behind L4 load
-    /// balancers, so new server instances get their share of long-lived connections.
+    /// balancers, so new server instances get their share of long-lived connections. Applied by
+    /// [`GrpcServer::serve`](super::GrpcServer::serve); the one-port `App` does not age its
+    /// connections.
     pub max_connection_age: Option<Duration>,
     /// After [`max_connection_age`](Self::max_connection_age), how long the calls in flight get to
     /// finish before the connection is closed under them (their clients then see `UNAVAILABLE`).
@@ -125,7 +127,8 @@ pub struct Config {
     /// answer (the client sees the connection end, possibly after an HTTP/2 `GOAWAY
     /// PROTOCOL_ERROR` frame it cannot read). With `true`, hyper-util's auto server reads the preface
     /// and serves HTTP/1.1 requests with the same services, which only makes sense for protocols
-    /// that work over HTTP/1.1, such as gRPC-Web behind its layer: gRPC itself needs HTTP/2.
+    /// that work over HTTP/1.1, such as gRPC-Web behind its layer: gRPC itself needs HTTP/2. The
+    /// one-port `App` always serves HTTP/1.1 and ignores this.
     pub accept_http1: bool,
     /// Request encodings the Greeter decompresses. Default gzip and zstd.
     ///

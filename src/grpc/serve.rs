@@ -38,6 +38,9 @@ use tokio::{
 use tonic::transport::server::TcpConnectInfo;
 use tower_service::Service;
 
+mod coalesce;
+
+use self::coalesce::Coalesce;
 use super::{Config, HealthHandle};
 use crate::net::serve::{AcceptOptions, Connector, Tls, accept_until, drain};
 use crate::net::{Listener, Shutdown};
@@ -77,6 +80,7 @@ where
         protocols: protocols(&config),
         max_age: config.max_connection_age,
         max_age_grace: config.max_connection_age_grace,
+        coalesce: std::env::var_os("WSGRPC_NO_COALESCE").is_none(), // EXPERIMENT, remove
         service,
     });
     let shutdown = Shutdown::new();
@@ -154,6 +158,7 @@ struct GrpcConnector<S> {
     protocols: Protocols,
     max_age: Option<Duration>,
     max_age_grace: Option<Duration>,
+    coalesce: bool,
     service: S,
 }
 
@@ -200,7 +205,8 @@ where
         };
         match &self.protocols {
             Protocols::Http2(http2) => {
-                let connection = http2.serve_connection(TokioIo::new(io), service);
+                let connection =
+                    http2.serve_connection(TokioIo::new(Coalesce::new(io, self.coalesce)), service);
                 Either::Left(run(connection, peer, shutdown, lifetime))
             }
             // hyper-util's connection borrows its builder, so it is made inside the task.
@@ -208,7 +214,8 @@ where
                 let Protocols::Auto(auto) = &self.protocols else {
                     return;
                 };
-                let connection = auto.serve_connection(TokioIo::new(io), service);
+                let connection =
+                    auto.serve_connection(TokioIo::new(Coalesce::new(io, self.coalesce)), service);
                 run(connection, peer, shutdown, lifetime).await;
             }),
         }
