@@ -8,8 +8,17 @@
 //! `benches/grpc_go/build.sh` has built it (from Debian's Go and grpc-go packages) or
 //! `GRPC_GO_SERVER` names a binary.
 //!
+//! When `h2load` (Debian's nghttp2-client, installed by `build.sh`) is present, the same three
+//! shapes run again with h2load as the load generator (`h2load-1x1`, `h2load-16x16`,
+//! `h2load-1x64`): a C client, cheaper per call than tonic's, so the server's share of the work
+//! shows. Those tables report calls per server CPU-second and socket writes per call: counted
+//! inside the wsgrpc server (its listener wraps each connection in a counting stream), and for all
+//! three servers with `strace -c -f -e trace=write,writev,sendmsg` attached for a fixed number of
+//! calls (syscall counts stay exact under strace; its timings do not, so no rate is taken there).
+//!
 //! Environment: `BENCH_SECONDS` (default 2), `BENCH_ROUNDS` (default 3), `BENCH_IDLE` (idle
-//! connections, default 1000), `BENCH_ONLY` (comma-separated scenario names).
+//! connections, default 1000), `BENCH_ONLY` (comma-separated scenario names), `BENCH_STRACE`
+//! (`0` skips the strace pass), `BENCH_STRACE_CALLS` (default 100000).
 
 #[path = "support/mod.rs"]
 mod support;

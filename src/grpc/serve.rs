@@ -80,7 +80,6 @@ where
         protocols: protocols(&config),
         max_age: config.max_connection_age,
         max_age_grace: config.max_connection_age_grace,
-        coalesce: std::env::var_os("WSGRPC_NO_COALESCE").is_none(), // EXPERIMENT, remove
         service,
     });
     let shutdown = Shutdown::new();
@@ -158,7 +157,6 @@ struct GrpcConnector<S> {
     protocols: Protocols,
     max_age: Option<Duration>,
     max_age_grace: Option<Duration>,
-    coalesce: bool,
     service: S,
 }
 
@@ -205,19 +203,18 @@ where
         };
         match &self.protocols {
             Protocols::Http2(http2) => {
-                let connection =
-                    http2.serve_connection(TokioIo::new(Coalesce::new(io, self.coalesce)), service);
+                let connection = http2.serve_connection(TokioIo::new(Coalesce::new(io)), service);
                 Either::Left(run(connection, peer, shutdown, lifetime))
             }
-            // hyper-util's connection borrows its builder, so it is made inside the task.
-            Protocols::Auto(_) => Either::Right(async move {
+            // hyper-util's connection borrows its builder, so it is made inside the task. Boxed,
+            // so the larger HTTP/1.1-or-HTTP/2 state does not enlarge every HTTP/2-only task.
+            Protocols::Auto(_) => Either::Right(Box::pin(async move {
                 let Protocols::Auto(auto) = &self.protocols else {
                     return;
                 };
-                let connection =
-                    auto.serve_connection(TokioIo::new(Coalesce::new(io, self.coalesce)), service);
+                let connection = auto.serve_connection(TokioIo::new(Coalesce::new(io)), service);
                 run(connection, peer, shutdown, lifetime).await;
-            }),
+            })),
         }
     }
 }
@@ -239,9 +236,14 @@ where
     C::Error: std::fmt::Display,
 {
     let mut connection = pin!(connection);
+    // Boxed and only when configured: a timer entry in every connection's task would add to the
+    // memory of each idle connection.
+    let mut age_timer = lifetime
+        .max_age
+        .map(|age| Box::pin(tokio::time::sleep(age)));
     let aged = async {
-        match lifetime.max_age {
-            Some(age) => tokio::time::sleep(age).await,
+        match &mut age_timer {
+            Some(timer) => timer.await,
             None => std::future::pending().await,
         }
     };

@@ -16,6 +16,7 @@
 //! [`MAX_SKIP`]), and one that gathered more starts yielding on every batch again.
 
 use std::{
+    future::Future,
     io::{self, IoSlice},
     pin::Pin,
     task::{Context, Poll},
@@ -44,11 +45,11 @@ pub(crate) struct Coalesce<Io> {
 }
 
 impl<Io> Coalesce<Io> {
-    pub(crate) fn new(io: Io, enabled: bool) -> Self {
+    pub(crate) fn new(io: Io) -> Self {
         Coalesce {
             io,
             yielded_at: None,
-            skip: if enabled { 0 } else { u16::MAX },
+            skip: 0,
             next_skip: 1,
         }
     }
@@ -68,15 +69,17 @@ impl<Io> Coalesce<Io> {
                 false
             }
             None if offered >= MIN_BATCH => false,
-            None if self.skip == u16::MAX => false,
             None if self.skip > 0 => {
                 self.skip -= 1;
                 false
             }
             None => {
                 self.yielded_at = Some(offered);
-                // Runs again after the tasks already queued, which is the point.
-                cx.waker().wake_by_ref();
+                // tokio's yield: the task is woken once the runtime has run the tasks already
+                // queued (the handlers finishing their replies) and polled the I/O driver (more
+                // requests read). Its first poll only registers that wake; it need not be kept.
+                let mut yielding = std::pin::pin!(tokio::task::yield_now());
+                let _ = yielding.as_mut().poll(cx);
                 true
             }
         }
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn yields_once_per_small_batch_while_yielding_gathers_more() {
-        let mut coalesce = Coalesce::new((), true);
+        let mut coalesce = Coalesce::new(());
         for _ in 0..10 {
             assert!(batch(&mut coalesce, 100, 900));
         }
@@ -172,7 +175,7 @@ mod tests {
 
     #[test]
     fn useless_yields_back_off_doubling_and_a_useful_one_resets() {
-        let mut coalesce = Coalesce::new((), true);
+        let mut coalesce = Coalesce::new(());
         let mut pattern = Vec::new();
         for _ in 0..140 {
             pattern.push(batch(&mut coalesce, 100, 100));
