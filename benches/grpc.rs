@@ -8,18 +8,30 @@
 //! `benches/grpc_go/build.sh` has built it (from Debian's Go and grpc-go packages) or
 //! `GRPC_GO_SERVER` names a binary.
 //!
+//! When `h2load` (Debian's nghttp2-client, installed by `build.sh`) is present, the same three
+//! shapes run again with h2load as the load generator (`h2load-1x1`, `h2load-16x16`,
+//! `h2load-1x64`): a C client, cheaper per call than tonic's, so the server's share of the work
+//! shows. Those tables report calls per server CPU-second and socket writes per call: counted
+//! inside the wsgrpc server (its listener wraps each connection in a counting stream), and for all
+//! three servers with `strace -c -f -e trace=write,writev,sendmsg` attached for a fixed number of
+//! calls (syscall counts stay exact under strace; its timings do not, so no rate is taken there).
+//!
 //! Environment: `BENCH_SECONDS` (default 2), `BENCH_ROUNDS` (default 3), `BENCH_IDLE` (idle
-//! connections, default 1000), `BENCH_ONLY` (comma-separated scenario names).
+//! connections, default 1000), `BENCH_ONLY` (comma-separated scenario names), `BENCH_STRACE`
+//! (`0` skips the strace pass), `BENCH_STRACE_CALLS` (default 100000).
 
 #[path = "support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use support::*;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use wsgrpc::grpc::pb::HelloRequest;
 use wsgrpc::grpc::pb::greeter_client::GreeterClient;
@@ -40,8 +52,13 @@ fn run_server(kind: &str) {
                     config.http2_keepalive_interval = None;
                 }
                 let server = wsgrpc::grpc::GrpcServer::new().config(config);
+                // Socket writes are counted for the h2load table's writes per call.
+                serve_commands(|command| match command {
+                    "writes" => WRITES.load(Ordering::Relaxed).to_string(),
+                    other => format!("unknown command {other}"),
+                });
                 server
-                    .serve(listener, std::future::pending())
+                    .serve(CountingListener(listener), std::future::pending())
                     .await
                     .expect("serve");
             }
@@ -58,6 +75,82 @@ fn run_server(kind: &str) {
             other => panic!("unknown server kind {other}"),
         }
     });
+}
+
+/// Socket writes (`write`/`writev` calls that wrote something) of the wsgrpc server child.
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// A TCP listener whose connections count their socket writes in [`WRITES`]: the same server, with
+/// one relaxed atomic increment per write syscall.
+struct CountingListener(TcpListener);
+
+impl wsgrpc::net::Listener for CountingListener {
+    type Io = CountingIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> std::io::Result<(CountingIo, Option<SocketAddr>)> {
+        let (stream, peer) = self.0.accept().await?;
+        Ok((CountingIo(stream), Some(peer)))
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn configure(io: &CountingIo, nodelay: bool) -> std::io::Result<()> {
+        io.0.set_nodelay(nodelay)
+    }
+}
+
+struct CountingIo(tokio::net::TcpStream);
+
+fn count_write(result: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+    if let Poll::Ready(Ok(written)) = &result
+        && *written > 0
+    {
+        WRITES.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+impl AsyncRead for CountingIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountingIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        count_write(Pin::new(&mut self.0).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        count_write(Pin::new(&mut self.0).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 /// The grpc-go baseline, pinned with `taskset`: `GRPC_GO_SERVER`, or what
@@ -140,6 +233,182 @@ async fn measure_unary(
     measured
 }
 
+/// One h2load cell: calls per second, server CPU per call, and the server's socket writes per
+/// call when known.
+#[derive(Clone, Copy)]
+struct H2loadMeasured {
+    per_second: f64,
+    cpu_ns_per_call: f64,
+    writes_per_call: Option<f64>,
+}
+
+/// The request body h2load sends: one length-prefixed `HelloRequest { name: "world" }`, written
+/// once under target/.
+fn h2load_body() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/h2load-hello.bin");
+    let message = [0x0a, 5, b'w', b'o', b'r', b'l', b'd'];
+    let mut framed = vec![0, 0, 0, 0, message.len() as u8];
+    framed.extend_from_slice(&message);
+    std::fs::write(&path, framed).expect("write the h2load request body");
+    path
+}
+
+/// Runs h2load on the client core against `server`: `connections` x `streams` concurrent
+/// `SayHello` calls for `seconds` (whole seconds: h2load's `-D`), or `calls` in all when given.
+/// Returns (calls that succeeded, calls per second).
+fn run_h2load(
+    server: &ServerProcess,
+    body: &std::path::Path,
+    connections: usize,
+    streams: usize,
+    seconds: u64,
+    calls: Option<u64>,
+) -> (u64, f64) {
+    let url = format!("http://{}/helloworld.Greeter/SayHello", server.addr);
+    let (connections, streams) = (connections.to_string(), streams.to_string());
+    let mut args = vec![
+        "-c".to_owned(),
+        CLIENT_CORE.to_string(),
+        "h2load".to_owned(),
+        "-c".to_owned(),
+        connections,
+        "-m".to_owned(),
+        streams,
+        "-t".to_owned(),
+        "1".to_owned(),
+        "-d".to_owned(),
+        body.display().to_string(),
+        "-H".to_owned(),
+        "content-type: application/grpc".to_owned(),
+        "-H".to_owned(),
+        "te: trailers".to_owned(),
+    ];
+    match calls {
+        Some(calls) => args.extend(["-n".to_owned(), calls.to_string()]),
+        None => args.extend(["-D".to_owned(), seconds.to_string()]),
+    }
+    args.push(url);
+    let output = std::process::Command::new("taskset")
+        .args(&args)
+        .output()
+        .expect("run h2load");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, ..."
+    let succeeded = text
+        .lines()
+        .find(|line| line.starts_with("requests:"))
+        .and_then(|line| {
+            line.split(',')
+                .find(|part| part.trim_end().ends_with("succeeded"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("unexpected h2load output: {text}"));
+    // "finished in 2.00s, 50000.00 req/s, 1.2MB/s"
+    let per_second = text
+        .lines()
+        .find(|line| line.starts_with("finished in"))
+        .and_then(|line| {
+            line.split(", ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::NAN);
+    // Every call must have been answered with HTTP 200 (h2load counts 2xx as succeeded).
+    assert!(
+        text.contains("0 failed, 0 errored"),
+        "h2load saw failures against {}: {text}",
+        server.name
+    );
+    (succeeded, per_second)
+}
+
+fn measure_h2load(
+    server: &mut ServerProcess,
+    body: &std::path::Path,
+    connections: usize,
+    streams: usize,
+    window: Duration,
+) -> H2loadMeasured {
+    // Warm-up: connections, caches and the allocator settle before the measured run.
+    run_h2load(server, body, connections, streams, 0, Some(5_000));
+    let writes_before = (server.name == "wsgrpc").then(|| server.ask("writes"));
+    let cpu_before = server.cpu_ns();
+    let (calls, per_second) = run_h2load(
+        server,
+        body,
+        connections,
+        streams,
+        window.as_secs().max(1),
+        None,
+    );
+    let cpu = server.cpu_ns().saturating_sub(cpu_before) as f64;
+    let writes_per_call = writes_before.map(|before| {
+        let after = server.ask("writes");
+        let delta = after.parse::<u64>().unwrap_or(0) - before.parse::<u64>().unwrap_or(0);
+        delta as f64 / calls.max(1) as f64
+    });
+    H2loadMeasured {
+        per_second,
+        cpu_ns_per_call: cpu / calls.max(1) as f64,
+        writes_per_call,
+    }
+}
+
+/// Counts the server's `write`, `writev` and `sendmsg` syscalls with `strace -c -f` attached for
+/// `calls` calls. Syscall counts stay exact under strace (its timings do not, so the rate is not
+/// used). `None` when strace cannot attach (not installed, or ptrace not permitted).
+fn strace_writes(
+    server: &ServerProcess,
+    body: &std::path::Path,
+    connections: usize,
+    streams: usize,
+    calls: u64,
+) -> Option<f64> {
+    use std::io::BufRead;
+    let summary = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/strace-{}.txt", server.pid()));
+    let mut strace = std::process::Command::new("strace")
+        .args(["-c", "-f", "-e", "trace=write,writev,sendmsg", "-o"])
+        .arg(&summary)
+        .args(["-p", &server.pid().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    // strace says "Process N attached" once it traces the process.
+    let mut stderr = std::io::BufReader::new(strace.stderr.take()?);
+    let mut line = String::new();
+    if stderr.read_line(&mut line).ok()? == 0 || !line.contains("attached") {
+        let _ = strace.kill();
+        let _ = strace.wait();
+        return None;
+    }
+    let (succeeded, _) = run_h2load(server, body, connections, streams, 0, Some(calls));
+    // SIGINT detaches strace and makes it write its summary.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(&summary).ok()?;
+    let _ = std::fs::remove_file(&summary);
+    // Rows: "% time  seconds  usecs/call  calls  [errors]  syscall".
+    let writes: u64 = text
+        .lines()
+        .filter_map(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let name = *fields.last()?;
+            matches!(name, "write" | "writev" | "sendmsg")
+                .then(|| fields.get(3)?.parse::<u64>().ok())?
+        })
+        .sum();
+    Some(writes as f64 / succeeded.max(1) as f64)
+}
+
 async fn measure_idle(server: &ServerProcess, connections: usize) -> f64 {
     let mut warm = Vec::new();
     for _ in 0..20 {
@@ -202,6 +471,13 @@ fn run_benchmarks() {
             }
             print_table(&servers, runs, "call");
         }
+        if h2load_available() {
+            run_h2load_scenarios(&mut servers, window, rounds);
+        } else {
+            println!(
+                "\n(h2load not installed: apt-get install nghttp2-client for the h2load table)"
+            );
+        }
         if wanted("idle") {
             println!("\nidle: {idle} open HTTP/2 connections, server RSS per connection");
             for server in &servers {
@@ -210,4 +486,76 @@ fn run_benchmarks() {
             }
         }
     });
+}
+
+fn h2load_available() -> bool {
+    std::process::Command::new("h2load")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The h2load scenarios: SayHello from nghttp2's C load generator, fast enough on one core not to
+/// be the bottleneck, so the figure that counts is calls per server CPU-second. `BENCH_STRACE=0`
+/// skips the strace pass (`BENCH_STRACE_CALLS` calls per cell, default 100000).
+fn run_h2load_scenarios(servers: &mut [ServerProcess], window: Duration, rounds: usize) {
+    let body = h2load_body();
+    let strace = env_number("BENCH_STRACE", 1) != 0;
+    let strace_calls = env_number("BENCH_STRACE_CALLS", 100_000);
+    for (scenario, connections, streams) in [
+        ("h2load-1x1", 1, 1),
+        ("h2load-16x16", 16, 16),
+        ("h2load-1x64", 1, 64),
+    ] {
+        if !wanted(scenario) {
+            continue;
+        }
+        println!(
+            "\nh2load: unary SayHello, {connections} connection(s) x {streams} concurrent calls"
+        );
+        let mut runs: Vec<Vec<H2loadMeasured>> = vec![Vec::new(); servers.len()];
+        for _ in 0..rounds {
+            for (index, server) in servers.iter_mut().enumerate() {
+                runs[index].push(measure_h2load(server, &body, connections, streams, window));
+            }
+        }
+        let traced: Vec<Option<f64>> = servers
+            .iter()
+            .map(|server| {
+                strace
+                    .then(|| strace_writes(server, &body, connections, streams, strace_calls))
+                    .flatten()
+            })
+            .collect();
+        let medians: Vec<H2loadMeasured> = runs
+            .into_iter()
+            .map(|runs| H2loadMeasured {
+                per_second: median(runs.iter().map(|run| run.per_second).collect()),
+                cpu_ns_per_call: median(runs.iter().map(|run| run.cpu_ns_per_call).collect()),
+                writes_per_call: runs[0]
+                    .writes_per_call
+                    .map(|_| median(runs.iter().filter_map(|run| run.writes_per_call).collect())),
+            })
+            .collect();
+        let ours = medians[0].cpu_ns_per_call;
+        println!(
+            "{:<10} {:>12} {:>18} {:>14} {:>14} {:>14}",
+            "server", "rate", "calls/server-cpu-s", "wsgrpc cpu x", "writes/call", "strace w/call"
+        );
+        for ((server, measured), traced) in servers.iter().zip(&medians).zip(&traced) {
+            let show =
+                |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.3}"));
+            println!(
+                "{:<10} {:>12} {:>18} {:>13.2}x {:>14} {:>14}",
+                server.name,
+                fmt_rate(measured.per_second),
+                fmt_rate(1e9 / measured.cpu_ns_per_call),
+                // Above 1: that server needs more CPU per call than wsgrpc.
+                measured.cpu_ns_per_call / ours,
+                show(measured.writes_per_call),
+                show(*traced),
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the classic grpc-go greeter_server used as a baseline by
-# `cargo bench --bench grpc --features grpc`.
+# `cargo bench --bench grpc --features grpc`, and installs the bench's load generator h2load
+# (Debian's nghttp2-client) and strace (counts the servers' write syscalls), when missing.
 #
 # Everything comes from Debian's packages (Go toolchain, grpc-go, protobuf-go, protoc): the Go
 # module proxy is not reachable here, so the build runs in GOPATH mode against
@@ -15,6 +16,10 @@ if ! command -v go >/dev/null || ! command -v protoc >/dev/null || [ ! -d /usr/s
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-goprotobuf-dev protobuf-compiler
+fi
+if ! command -v h2load >/dev/null || ! command -v strace >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client strace
 fi
 work="$out/gopath"
 mkdir -p "$work/src/greeter/helloworld" "$work/src/greeter/server" "$out/bin"

@@ -73,6 +73,67 @@ pub struct Config {
     pub initial_connection_window_size: Option<u32>,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`: gRPC messages are small and latency-bound.
     pub tcp_nodelay: bool,
+    /// Idle time before the kernel sends the first TCP keepalive probe on an accepted socket
+    /// (`SO_KEEPALIVE` + `TCP_KEEPIDLE`). Default `None`: no TCP keepalive, as tonic's `Server`
+    /// (grpc-go inherits Go's 15 seconds from `net.Listen`).
+    ///
+    /// Finds peers that vanished without a FIN at the TCP level, with no cost in user space; the
+    /// client sees nothing unless it stopped answering, in which case the socket is reset. Only TCP
+    /// listeners have it (a Unix socket ignores it).
+    pub tcp_keepalive: Option<Duration>,
+    /// Time between TCP keepalive probes after the first (`TCP_KEEPINTVL`). Default `None`: the
+    /// kernel's (Linux: 75 seconds). Applies only with [`tcp_keepalive`](Self::tcp_keepalive).
+    pub tcp_keepalive_interval: Option<Duration>,
+    /// Unanswered TCP keepalive probes before the kernel drops the connection (`TCP_KEEPCNT`).
+    /// Default `None`: the kernel's (Linux: 9). Applies only with
+    /// [`tcp_keepalive`](Self::tcp_keepalive).
+    pub tcp_keepalive_retries: Option<u32>,
+    /// How long a connection may live before the server asks the client to move on. Default `None`
+    /// (forever, grpc-go's `MaxConnectionAge` default).
+    ///
+    /// Each connection's age is jittered by +-10% as grpc-go does, so clients that connected
+    /// together do not all reconnect together. When it passes, the server sends HTTP/2 `GOAWAY`
+    /// (`NO_ERROR`, RFC 9113 section 6.8): the client opens a new connection for its next calls while
+    /// the calls in flight finish within
+    /// [`max_connection_age_grace`](Self::max_connection_age_grace). Used behind L4 load
+    /// balancers, so new server instances get their share of long-lived connections. Applied by
+    /// [`GrpcServer::serve`](super::GrpcServer::serve); the one-port `App` does not age its
+    /// connections.
+    pub max_connection_age: Option<Duration>,
+    /// After [`max_connection_age`](Self::max_connection_age), how long the calls in flight get to
+    /// finish before the connection is closed under them (their clients then see `UNAVAILABLE`).
+    /// Default `None`: as long as they take (grpc-go's `MaxConnectionAgeGrace` default).
+    pub max_connection_age_grace: Option<Duration>,
+    /// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: the largest request header block accepted, in bytes
+    /// (RFC 9113 section 6.5.2: the sum of each field's name, value and 32). Default `None`: hyper's
+    /// 16 KiB (grpc-go allows 16 MiB).
+    ///
+    /// A request over the limit is refused before it reaches a service: the server answers HTTP
+    /// status 431 without `grpc-status`, which gRPC clients map to `UNKNOWN` (the gRPC spec's
+    /// HTTP-to-gRPC status mapping; tonic says "mapped from HTTP status code 431").
+    pub http2_max_header_list_size: Option<u32>,
+    /// HTTP/2 `SETTINGS_MAX_FRAME_SIZE`: the largest frame payload the client may send, in bytes,
+    /// between 16 KiB and 16 MiB - 1 (RFC 9113 section 6.5.2). Default `None`: 16 KiB, the
+    /// protocol's and hyper's default (grpc-go also uses 16 KiB).
+    pub max_frame_size: Option<u32>,
+    /// Streams a client may open and reset before the server accepted them, before the connection
+    /// is closed with `GOAWAY ENHANCE_YOUR_CALM`: the defence against "rapid reset" floods
+    /// (CVE-2023-44487). Default `None`: hyper's 20.
+    pub max_pending_accept_reset_streams: Option<usize>,
+    /// Size the HTTP/2 flow-control windows from the measured bandwidth-delay product (BDP pings)
+    /// instead of the fixed [`initial_stream_window_size`](Self::initial_stream_window_size) and
+    /// [`initial_connection_window_size`](Self::initial_connection_window_size), which it then
+    /// overrides. Default `false` (tonic's default; grpc-go turns BDP estimation on unless a window
+    /// size is set). Helps large uploads over long fat links; costs a PING per window of data.
+    pub http2_adaptive_window: bool,
+    /// Also serve HTTP/1.1 on the gRPC port. Default `false` (tonic's default), and then an HTTP/1.1
+    /// request is not an HTTP/2 connection preface: hyper closes the connection without an HTTP
+    /// answer (the client sees the connection end, possibly after an HTTP/2 `GOAWAY
+    /// PROTOCOL_ERROR` frame it cannot read). With `true`, hyper-util's auto server reads the preface
+    /// and serves HTTP/1.1 requests with the same services, which only makes sense for protocols
+    /// that work over HTTP/1.1, such as gRPC-Web behind its layer: gRPC itself needs HTTP/2. The
+    /// one-port `App` always serves HTTP/1.1 and ignores this.
+    pub accept_http1: bool,
     /// Request encodings the services decompress. Default gzip and zstd.
     ///
     /// Decompression is bounded by [`max_decoding_message_size`](Self::max_decoding_message_size), so
@@ -102,6 +163,16 @@ impl Default for Config {
             initial_stream_window_size: None,
             initial_connection_window_size: None,
             tcp_nodelay: true,
+            tcp_keepalive: None,
+            tcp_keepalive_interval: None,
+            tcp_keepalive_retries: None,
+            max_connection_age: None,
+            max_connection_age_grace: None,
+            http2_max_header_list_size: None,
+            max_frame_size: None,
+            max_pending_accept_reset_streams: None,
+            http2_adaptive_window: false,
+            accept_http1: false,
             accept_compressed: vec![CompressionEncoding::Gzip, CompressionEncoding::Zstd],
             send_compressed: Vec::new(),
             drain_timeout: Duration::from_secs(20),
@@ -175,6 +246,76 @@ impl Config {
     pub fn tcp_nodelay(mut self, enabled: bool) -> Self {
         self.tcp_nodelay = enabled;
         self
+    }
+
+    /// Sets [`tcp_keepalive`](Self::tcp_keepalive): the idle time before the first probe.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+
+    /// Sets [`tcp_keepalive_interval`](Self::tcp_keepalive_interval).
+    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.tcp_keepalive_interval = interval;
+        self
+    }
+
+    /// Sets [`tcp_keepalive_retries`](Self::tcp_keepalive_retries).
+    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
+        self.tcp_keepalive_retries = retries;
+        self
+    }
+
+    /// Sets [`max_connection_age`](Self::max_connection_age) (jittered by +-10% per connection).
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.max_connection_age = Some(age);
+        self
+    }
+
+    /// Sets [`max_connection_age_grace`](Self::max_connection_age_grace).
+    pub fn max_connection_age_grace(mut self, grace: Duration) -> Self {
+        self.max_connection_age_grace = Some(grace);
+        self
+    }
+
+    /// Sets [`http2_max_header_list_size`](Self::http2_max_header_list_size), in bytes.
+    pub fn http2_max_header_list_size(mut self, bytes: Option<u32>) -> Self {
+        self.http2_max_header_list_size = bytes;
+        self
+    }
+
+    /// Sets [`max_frame_size`](Self::max_frame_size), in bytes.
+    pub fn max_frame_size(mut self, bytes: Option<u32>) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets [`max_pending_accept_reset_streams`](Self::max_pending_accept_reset_streams).
+    pub fn max_pending_accept_reset_streams(mut self, streams: Option<usize>) -> Self {
+        self.max_pending_accept_reset_streams = streams;
+        self
+    }
+
+    /// Sets [`http2_adaptive_window`](Self::http2_adaptive_window).
+    pub fn http2_adaptive_window(mut self, enabled: bool) -> Self {
+        self.http2_adaptive_window = enabled;
+        self
+    }
+
+    /// Sets [`accept_http1`](Self::accept_http1).
+    pub fn accept_http1(mut self, enabled: bool) -> Self {
+        self.accept_http1 = enabled;
+        self
+    }
+
+    /// The TCP keepalive settings for the accept loop, when [`tcp_keepalive`](Self::tcp_keepalive)
+    /// is set.
+    pub(crate) fn tcp_keepalive_settings(&self) -> Option<crate::net::TcpKeepalive> {
+        self.tcp_keepalive.map(|idle| crate::net::TcpKeepalive {
+            idle,
+            interval: self.tcp_keepalive_interval,
+            retries: self.tcp_keepalive_retries,
+        })
     }
 
     /// Sets [`accept_compressed`](Self::accept_compressed); an empty list refuses compressed requests

@@ -2,8 +2,8 @@
 //! for accept errors.
 //!
 //! Every server in the crate takes an `impl Listener`: a [`tokio::net::TcpListener`] or, on Unix, a
-//! [`tokio::net::UnixListener`]. Socket options (`TCP_NODELAY`) are applied through the trait, so a
-//! Unix socket simply has none.
+//! [`tokio::net::UnixListener`]. Socket options (`TCP_NODELAY`, TCP keepalive) are applied through
+//! the trait, so a Unix socket simply has none.
 
 use std::future::Future;
 use std::io;
@@ -40,6 +40,82 @@ pub trait Listener: Send + 'static {
         let _ = (io, nodelay);
         Ok(())
     }
+
+    /// Turns on TCP keepalive probes on an accepted stream, as `keepalive` says; streams without
+    /// such an option ignore it. Called after [`configure`](Self::configure), only by servers
+    /// configured with keepalive (`grpc::Config::tcp_keepalive`).
+    fn set_keepalive(io: &Self::Io, keepalive: &TcpKeepalive) -> io::Result<()> {
+        let _ = (io, keepalive);
+        Ok(())
+    }
+}
+
+/// TCP keepalive probes on an accepted socket (`SO_KEEPALIVE`; `man 7 tcp`): the kernel probes a
+/// connection that has been idle for [`idle`](Self::idle) and drops it after
+/// [`retries`](Self::retries) unanswered probes [`interval`](Self::interval) apart. Finds peers that
+/// vanished without closing (power loss, a NAT entry dropped) at no cost in user space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpKeepalive {
+    /// Idle time before the first probe (`TCP_KEEPIDLE`).
+    pub idle: Duration,
+    /// Time between probes (`TCP_KEEPINTVL`); `None` keeps the kernel's (Linux: 75 seconds).
+    pub interval: Option<Duration>,
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`); `None` keeps the
+    /// kernel's (Linux: 9).
+    pub retries: Option<u32>,
+}
+
+impl TcpKeepalive {
+    /// Probes after `idle` seconds of silence, with the kernel's interval and retry count.
+    pub fn new(idle: Duration) -> Self {
+        TcpKeepalive {
+            idle,
+            interval: None,
+            retries: None,
+        }
+    }
+
+    /// Sets [`interval`](Self::interval).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = Some(interval);
+        self
+    }
+
+    /// Sets [`retries`](Self::retries).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// The same settings in socket2's terms (interval and retries where the OS has them).
+    fn to_socket2(self) -> socket2::TcpKeepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(self.idle);
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "android",
+            target_vendor = "apple",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "windows"
+        ))]
+        let keepalive = match self.interval {
+            Some(interval) => keepalive.with_interval(interval),
+            None => keepalive,
+        };
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "android",
+            target_vendor = "apple",
+            target_os = "freebsd",
+            target_os = "netbsd"
+        ))]
+        let keepalive = match self.retries {
+            Some(retries) => keepalive.with_retries(retries),
+            None => keepalive,
+        };
+        keepalive
+    }
 }
 
 impl Listener for tokio::net::TcpListener {
@@ -57,6 +133,10 @@ impl Listener for tokio::net::TcpListener {
 
     fn configure(io: &Self::Io, nodelay: bool) -> io::Result<()> {
         io.set_nodelay(nodelay)
+    }
+
+    fn set_keepalive(io: &Self::Io, keepalive: &TcpKeepalive) -> io::Result<()> {
+        socket2::SockRef::from(io).set_tcp_keepalive(&keepalive.to_socket2())
     }
 }
 

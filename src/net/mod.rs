@@ -44,7 +44,7 @@ mod shutdown;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 
-pub use listener::Listener;
+pub use listener::{Listener, TcpKeepalive};
 pub use shutdown::{Shutdown, shutdown_signal};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

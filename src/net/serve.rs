@@ -41,6 +41,8 @@ pub(crate) trait Connector: Send + Sync + 'static {
 pub(crate) struct AcceptOptions {
     /// `TCP_NODELAY` on accepted TCP sockets.
     pub(crate) nodelay: bool,
+    /// TCP keepalive probes on accepted TCP sockets, when wanted.
+    pub(crate) keepalive: Option<super::TcpKeepalive>,
     /// The TLS acceptor when the server serves TLS.
     pub(crate) tls: Option<Tls>,
     /// Time a client gets to finish the TLS handshake.
@@ -90,6 +92,11 @@ where
                     let Some(ticket) = connector.admit(peer) else { continue };
                     if let Err(error) = L::configure(&io, options.nodelay) {
                         tracing::debug!(?peer, %error, "could not set socket options");
+                    }
+                    if let Some(keepalive) = &options.keepalive
+                        && let Err(error) = L::set_keepalive(&io, keepalive)
+                    {
+                        tracing::debug!(?peer, %error, "could not set TCP keepalive");
                     }
                     match &options.tls {
                         // A plain connection's task is the connector's own future, with no

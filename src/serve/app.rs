@@ -326,6 +326,7 @@ impl<H: Handler> App<H> {
         let health = self.grpc.as_ref().map(|parts| parts.health.clone());
         let options = AcceptOptions {
             nodelay: self.tcp_nodelay,
+            keepalive: grpc_config.tcp_keepalive_settings(),
             #[cfg(feature = "tls")]
             tls: self
                 .tls

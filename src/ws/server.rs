@@ -110,6 +110,7 @@ impl<H: Handler> Server<H> {
         } = self;
         let options = AcceptOptions {
             nodelay: config.tcp_nodelay,
+            keepalive: None,
             #[cfg(feature = "tls")]
             tls: tls.map(|tls| tls.acceptor(&[crate::net::tls::HTTP_1_1])),
             #[cfg(not(feature = "tls"))]
