@@ -16,9 +16,15 @@
 //! three servers with `strace -c -f -e trace=write,writev,sendmsg` attached for a fixed number of
 //! calls (syscall counts stay exact under strace; its timings do not, so no rate is taken there).
 //!
+//! `wsgrpc-mt` and `tonic-mt` are the same two servers on tokio's multi-threaded runtime (as
+//! `#[tokio::main]` builds it; both workers on the server core), the way the examples run: there
+//! a reply can finish on another worker than the connection's, which changes how many replies
+//! one socket write carries.
+//!
 //! Environment: `BENCH_SECONDS` (default 2), `BENCH_ROUNDS` (default 3), `BENCH_IDLE` (idle
 //! connections, default 1000), `BENCH_ONLY` (comma-separated scenario names), `BENCH_STRACE`
-//! (`0` skips the strace pass), `BENCH_STRACE_CALLS` (default 100000).
+//! (`0` skips the strace pass), `BENCH_STRACE_CALLS` (default 100000), `BENCH_SERVERS` (comma-separated server
+//! names besides `wsgrpc`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -41,7 +47,17 @@ fn main() {
 }
 
 fn run_server(kind: &str) {
-    let (runtime, _) = pinned_runtime(SERVER_CORE);
+    // `_mt`: the same server on a multi-threaded runtime, as `#[tokio::main]` (the examples)
+    // builds it, every worker on the server core.
+    let (kind, multi_thread) = match kind.strip_suffix("_mt") {
+        Some(kind) => (kind, true),
+        None => (kind, false),
+    };
+    let (runtime, _) = if multi_thread {
+        pinned_multi_thread_runtime(SERVER_CORE)
+    } else {
+        pinned_runtime(SERVER_CORE)
+    };
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         println!("READY {}", listener.local_addr().expect("addr"));
@@ -437,11 +453,20 @@ fn run_benchmarks() {
     println!(
         "grpc: {cores} cores, server on core {SERVER_CORE}, load on core {CLIENT_CORE}; {rounds} rounds x {window:?} per cell (median)"
     );
-    let mut servers = vec![
-        ServerProcess::start("wsgrpc", "wsgrpc"),
-        ServerProcess::start("tonic", "tonic"),
-    ];
-    servers.extend(start_go_server());
+    let mut servers: Vec<ServerProcess> = [
+        ("wsgrpc", "wsgrpc"),
+        ("tonic", "tonic"),
+        ("wsgrpc-mt", "wsgrpc_mt"),
+        ("tonic-mt", "tonic_mt"),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(index, (name, _))| *index == 0 || server_wanted(name))
+    .map(|(_, (name, kind))| ServerProcess::start(name, kind))
+    .collect();
+    if server_wanted("grpc-go") {
+        servers.extend(start_go_server());
+    }
 
     runtime.block_on(async {
         for (scenario, title, connections, concurrency) in [

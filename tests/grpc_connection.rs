@@ -623,7 +623,11 @@ async fn http1_is_refused_by_default_and_served_with_accept_http1() {
         String::from_utf8_lossy(&refused)
     );
 
-    let server = start(GreeterService::default(), Config::default().accept_http1(true)).await;
+    let server = start(
+        GreeterService::default(),
+        Config::default().accept_http1(true),
+    )
+    .await;
     let served = http1_answer(server.addr).await;
     assert!(
         served.starts_with(b"HTTP/1.1 200"),
