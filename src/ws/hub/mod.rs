@@ -409,6 +409,9 @@ impl HubBuilder {
         let Some(broker) = self.broker else {
             return Ok(Hub { shared });
         };
+        if let Broker::Invalid(reason) = broker {
+            return Err(Error::HubBroker(reason));
+        }
         if self.namespace.is_empty()
             || !self
                 .namespace
@@ -1193,5 +1196,115 @@ mod tests {
         drop(gone_out);
         assert_eq!(hub.broadcast_to("room", "x").closed, 1);
         assert_eq!(hub.presence("room"), 0);
+    }
+
+    fn hub(policy: SlowConsumer, grace: Duration) -> Hub {
+        Hub::builder()
+            .slow_consumer(policy)
+            .slow_consumer_grace(grace)
+            .build()
+            .expect("no broker")
+    }
+
+    #[tokio::test]
+    async fn publish_waits_for_a_full_queue_that_drains() {
+        let hub = hub(SlowConsumer::default(), Duration::from_secs(5));
+        let (member, mut outgoing, _close) = session(1);
+        hub.join(&member.handle(), "room");
+        assert_eq!(hub.publish_to("room", "one").await.delivered, 1);
+        let second = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish_to("room", "two").await }
+        });
+        // The queue is full until the connection takes "one"; then "two" goes in, not a close.
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "a full queue is waited for");
+        assert_eq!(
+            std::future::poll_fn(|cx| outgoing.poll_recv(cx))
+                .await
+                .and_then(|m| m.into_text().ok())
+                .as_deref(),
+            Some("one")
+        );
+        let delivery = second.await.expect("task");
+        assert_eq!((delivery.delivered, delivery.dropped), (1, 0));
+        assert_eq!(delivery.crossing, Crossing::Local);
+        assert!(hub.contains(member.id()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publish_closes_a_member_whose_queue_stays_full_for_the_grace() {
+        let grace = Duration::from_millis(1500);
+        let hub = hub(SlowConsumer::default(), grace);
+        let (fast, mut fast_out, _) = session(8);
+        let (stalled, _stalled_out, mut stalled_close) = session(1);
+        hub.join(&fast.handle(), "room");
+        hub.join(&stalled.handle(), "room");
+        hub.publish_to("room", "one").await;
+        let started = tokio::time::Instant::now();
+        let delivery = hub.publish_to("room", "two").await;
+        assert_eq!((delivery.delivered, delivery.dropped), (1, 1));
+        assert_eq!(started.elapsed(), grace, "waited exactly the grace");
+        assert!(!hub.contains(stalled.id()));
+        assert_eq!(
+            stalled_close.try_recv().expect("forced close").code,
+            CloseCode::Policy
+        );
+        assert_eq!(std::iter::from_fn(|| fast_out.try_recv()).count(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_lag_a_stalled_member_costs_one_grace_not_one_per_message() {
+        let grace = Duration::from_secs(2);
+        let hub = hub(SlowConsumer::Lag, grace);
+        let (stalled, mut stalled_out, _) = session(1);
+        hub.add(&stalled.handle());
+        hub.publish("one").await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(hub.publish("two").await.lagged, 1);
+        assert_eq!(hub.publish("three").await.lagged, 1);
+        assert_eq!(started.elapsed(), grace);
+        assert_eq!(hub.lagged(stalled.id()), Some(2));
+        // Drained, it is waited for again (and gets the next message).
+        assert!(stalled_out.try_recv().is_some());
+        assert_eq!(hub.publish("four").await.delivered, 1);
+    }
+
+    #[test]
+    fn builder_refuses_what_it_cannot_run() {
+        let unsupported = Hub::builder().broker("amqp://127.0.0.1").build();
+        assert!(
+            matches!(&unsupported, Err(Error::HubBroker(reason)) if reason.contains("amqp://")),
+            "{unsupported:?}"
+        );
+        #[cfg(feature = "redis")]
+        {
+            // A broker needs a runtime for its link task.
+            let outside = Hub::builder().broker("redis://127.0.0.1:1").build();
+            assert!(matches!(outside, Err(Error::HubBroker(_))));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let _guard = runtime.enter();
+            let namespace = Hub::builder()
+                .redis("redis://127.0.0.1:1")
+                .namespace("no spaces")
+                .build();
+            assert!(matches!(namespace, Err(Error::HubBroker(_))));
+            let hub = Hub::builder()
+                .broker("redis://127.0.0.1:1")
+                .build()
+                .expect("valid");
+            // Nothing listens there: crossing fails fast, local delivery goes on.
+            let (member, mut out, _) = session(4);
+            hub.add(&member.handle());
+            let delivery = hub.broadcast("x");
+            assert_eq!(delivery.delivered, 1);
+            assert_eq!(delivery.crossing, Crossing::Failed);
+            assert!(out.try_recv().is_some());
+            let stats = hub.broker_stats().expect("a broker");
+            assert!(!stats.connected && stats.failed >= 1);
+        }
     }
 }
