@@ -34,38 +34,8 @@
 //! # let _ = handler;
 //! ```
 //!
-//! # Across nodes
-//!
-//! Where members live is the hub's backend, chosen when it is built; handlers do not change.
-//! [`Hub::new`] keeps them in this process. With the `redis` or `nats` feature,
-//! [`Hub::builder`]`.redis(url)` or `.nats(url)` links the hub to a broker: every node's hub
-//! publishes what it sends once, as one envelope on one channel (subject), and every other node
-//! delivers it to its own members from one shared buffer (one copy per node, not per member).
-//! [`broadcast`](Hub::broadcast), [`broadcast_to`](Hub::broadcast_to) and
-//! [`send_to`](Hub::send_to) (and the waiting `publish*` forms) reach members on every node;
-//! a node never delivers its own broadcast twice (its echo is recognised by its
-//! [node number](Hub::node) and skipped); the broker keeps one node's publishing order, so
-//! per-room order from one sender holds. [`ConnectionId`]s carry their process's random node
-//! number, so `send_to` an id accepted on another node reaches it there.
-//!
-//! [`presence`](Hub::presence) counts every node: each hub reports its room counts to the others
-//! whenever one changes and every [heartbeat](HubBuilder::heartbeat) (1 s by default). A node
-//! that stops reporting (it crashed, or lost the broker) stops counting after
-//! `3 x heartbeat` (3 s by default) plus the broker's latency; a hub that is dropped says goodbye
-//! and stops counting at once.
-//!
-//! Faults ([`BrokerStats`] counts them): crossing is **at-most-once**. While the broker is down,
-//! local delivery goes on as if the hub were alone, remote publishes fail at once (counted in
-//! [`BrokerStats::failed`], never buffered), and `presence` counts this node only once the
-//! others' reports have expired. The link reconnects by itself with exponential backoff (50 ms to
-//! 5 s, with jitter), reports this node's presence as soon as it is back, and crossing resumes. A
-//! slow broker never stalls a connection's task: envelopes go through a bounded outbox
-//! ([`HubBuilder::broker_queue`], 4,096 by default) that a task of the hub drains; a batch the
-//! broker takes more than 5 s to accept breaks the link. What the other nodes publish is
-//! delivered here as [`publish`](Hub::publish) does (waiting at most the slow-consumer grace for
-//! a full queue); a node that cannot keep up loses cross-node messages to the broker's own
-//! limits (Redis disconnects a subscriber over its pub/sub output buffer limit, NATS drops
-//! messages for a slow consumer), which the link counts and recovers from.
+//! Where members live (this process, or every node through Redis or NATS) is the hub's backend;
+//! [`Hub`]'s docs say what crossing nodes guarantees ("Across nodes").
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -184,6 +154,39 @@ pub struct Delivery {
 ///   [`send_to`](Self::send_to) (sync, for code that must never wait: timers, other tasks): a
 ///   full queue gets the slow-consumer policy at once. A burst through them can overflow healthy
 ///   recipients whose connections had no turn to write yet; pace such senders yourself.
+///
+/// # Across nodes
+///
+/// Where members live is the hub's backend, chosen when it is built; handlers do not change.
+/// [`Hub::new`] keeps them in this process. With the `redis` or `nats` feature,
+/// [`Hub::builder`]`.redis(url)` or `.nats(url)` links the hub to a broker: every node's hub
+/// publishes what it sends once, as one envelope on one channel (subject), and every other node
+/// delivers it to its own members from one shared buffer (one copy per node, not per member).
+/// [`broadcast`](Hub::broadcast), [`broadcast_to`](Hub::broadcast_to) and
+/// [`send_to`](Hub::send_to) (and the waiting `publish*` forms) reach members on every node;
+/// a node never delivers its own broadcast twice (its echo is recognised by its
+/// [node number](Hub::node) and skipped); the broker keeps one node's publishing order, so
+/// per-room order from one sender holds. [`ConnectionId`]s carry their process's random node
+/// number, so `send_to` an id accepted on another node reaches it there.
+///
+/// [`presence`](Hub::presence) counts every node: each hub reports its room counts to the others
+/// whenever one changes and every [heartbeat](HubBuilder::heartbeat) (1 s by default). A node
+/// that stops reporting (it crashed, or lost the broker) stops counting after
+/// `3 x heartbeat` (3 s by default) plus the broker's latency; a hub that is dropped says goodbye
+/// and stops counting at once.
+///
+/// Faults ([`BrokerStats`] counts them): crossing is **at-most-once**. While the broker is down,
+/// local delivery goes on as if the hub were alone, remote publishes fail at once (counted in
+/// [`BrokerStats::failed`], never buffered), and `presence` counts this node only once the
+/// others' reports have expired. The link reconnects by itself with exponential backoff (50 ms to
+/// 5 s, with jitter), reports this node's presence as soon as it is back, and crossing resumes. A
+/// slow broker never stalls a connection's task: envelopes go through a bounded outbox
+/// ([`HubBuilder::broker_queue`], 4,096 by default) that a task of the hub drains; a batch the
+/// broker takes more than 5 s to accept breaks the link. What the other nodes publish is
+/// delivered here as [`publish`](Hub::publish) does (waiting at most the slow-consumer grace for
+/// a full queue); a node that cannot keep up loses cross-node messages to the broker's own
+/// limits (Redis disconnects a subscriber over its pub/sub output buffer limit, NATS drops
+/// messages for a slow consumer), which the link counts and recovers from.
 ///
 /// # Slow consumers
 ///
@@ -601,7 +604,7 @@ impl Hub {
     }
 
     /// Connections in `room` right now, on every node: this node's exactly, the others' as they
-    /// last reported (see [Across nodes](self#across-nodes)).
+    /// last reported (see [Across nodes](Hub#across-nodes)).
     pub fn presence(&self, room: &str) -> usize {
         let local = self.local_presence(room);
         if self.shared.link.get().is_none() {
