@@ -627,12 +627,14 @@ impl Hub {
             .map(|name| name.to_string())
             .collect();
         if self.shared.link.get().is_some() {
+            let mut known: std::collections::HashSet<String> = rooms.drain(..).collect();
             let remote = self.shared.remote();
             for room in remote.rooms(Instant::now()) {
-                if !rooms.iter().any(|known| known == room) {
-                    rooms.push(room.to_owned());
+                if !known.contains(room) {
+                    known.insert(room.to_owned());
                 }
             }
+            rooms = known.into_iter().collect();
         }
         rooms
     }
