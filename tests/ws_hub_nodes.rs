@@ -240,9 +240,10 @@ async fn a_node_that_dies_stops_counting_within_three_heartbeats(kind: BrokerKin
     })
     .await;
     let gone_after = crashed.elapsed();
-    // The documented bound: three heartbeats after the last report, plus the broker's latency.
+    // The documented bound: three heartbeats after the last report, plus the broker's latency
+    // (a report in flight at the crash arrives late); one second of slack for a loaded machine.
     assert!(
-        gone_after <= HEARTBEAT * 3 + Duration::from_millis(500),
+        gone_after <= HEARTBEAT * 3 + Duration::from_secs(1),
         "took {gone_after:?}"
     );
     close_client(&mut a1).await;
