@@ -25,6 +25,21 @@
 //! ```
 //!
 //! Another address: first argument or `ADDR`. Ctrl-C shuts down gracefully (close 1001).
+//!
+//! Across processes: `--broker URL` (or `BROKER`) links the hub to Redis or NATS, so chat servers
+//! on several ports (or machines) share their rooms, and `present` counts every node. It needs
+//! wsgrpc's `redis` or `nats` feature (add it to the `features` above); without it, the flag
+//! stops the server with an error naming the feature. Without the flag, rooms live in this
+//! process.
+//!
+//! ```text
+//! redis-server --port 6379 &            # or: nats-server -p 4222 &
+//! cargo run --example chat --features json,redis -- 127.0.0.1:8090 --broker redis://127.0.0.1:6379
+//! cargo run --example chat --features json,redis -- 127.0.0.1:8091 --broker redis://127.0.0.1:6379
+//! cargo run --example ws_client --features client -- "ws://127.0.0.1:8090/rooms/lobby?nick=ann"
+//! cargo run --example ws_client --features client -- "ws://127.0.0.1:8091/rooms/lobby?nick=bob"
+//! # bob's welcome says "present":2; a line typed by either reaches the other
+//! ```
 
 use std::time::Duration;
 
@@ -72,7 +87,8 @@ enum Event {
     Announcement {
         text: String,
     },
-    /// To an announcer: how many connections the announcement reached.
+    /// To an announcer: how many connections of this node the announcement reached (other
+    /// nodes deliver it to theirs).
     Announced {
         delivered: usize,
     },
@@ -98,9 +114,11 @@ struct Chat {
 }
 
 impl Chat {
-    /// Encodes once, then every member of the room shares the bytes.
-    fn tell_room(&self, room: &str, event: &Event) -> wsgrpc::Result<()> {
-        self.hub.broadcast_to(room, to_message(event)?);
+    /// Encodes once, then every member of the room, on every node, shares the bytes. Waits while
+    /// a member's queue is full (up to the hub's slow-consumer grace), so one client pasting
+    /// hundreds of lines is paced by the room instead of overflowing it.
+    async fn tell_room(&self, room: &str, event: &Event) -> wsgrpc::Result<()> {
+        self.hub.publish_to(room, to_message(event)?).await;
         Ok(())
     }
 }
@@ -130,6 +148,7 @@ impl TypedHandler for Chat {
             Some(Nick(nick)) => nick,
             None => format!("guest-{}", session.id()),
         };
+        // Every node's members (as their last presence reports say), and this newcomer.
         let present = self.hub.presence(&room) + 1;
         self.tell_room(
             &room,
@@ -138,7 +157,8 @@ impl TypedHandler for Chat {
                 nick: nick.clone(),
                 present,
             },
-        )?;
+        )
+        .await?;
         self.hub.join(&session.handle(), &room);
         session
             .send(&Event::Welcome {
@@ -163,6 +183,7 @@ impl TypedHandler for Chat {
                 text: say.text,
             },
         )
+        .await
     }
 
     async fn on_close(&self, mut session: TypedSession<'_, Event>, _reason: CloseReason) {
@@ -174,7 +195,7 @@ impl TypedHandler for Chat {
                 nick,
                 present,
             };
-            let _ = self.tell_room(&room, &left);
+            let _ = self.tell_room(&room, &left).await;
         }
     }
 }
@@ -201,7 +222,8 @@ impl TypedHandler for Announce {
     async fn on_message(&self, session: TypedSession<'_, Event>, say: Say) -> wsgrpc::Result<()> {
         let delivery = self
             .hub
-            .broadcast(to_message(&Event::Announcement { text: say.text })?);
+            .publish(to_message(&Event::Announcement { text: say.text })?)
+            .await;
         session
             .send(&Event::Announced {
                 delivered: delivery.delivered,
@@ -217,13 +239,14 @@ async fn main() -> wsgrpc::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr = std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("ADDR").ok())
-        .unwrap_or_else(|| "127.0.0.1:8090".to_owned());
+    let (addr, broker) = arguments()?;
     let token = std::env::var("CHAT_TOKEN").unwrap_or_else(|_| "letmein".to_owned());
 
-    let hub = Hub::new();
+    // In this process, or on every node that uses the same broker.
+    let hub = match &broker {
+        Some(url) => Hub::builder().broker(url).build()?,
+        None => Hub::new(),
+    };
     let rooms = HandlerBuilder::new()
         // Optional: clients that offer `chat.v1` get it confirmed; ws_client offers none.
         .layer(ProtocolLayer::new(["chat.v1"]))
@@ -258,10 +281,37 @@ async fn main() -> wsgrpc::Result<()> {
 
     let listener = TcpListener::bind(&addr).await?;
     println!(
-        "chat on ws://{}/rooms/{{room}}?nick=NAME",
-        listener.local_addr()?
+        "chat on ws://{}/rooms/{{room}}?nick=NAME{}",
+        listener.local_addr()?,
+        broker.map_or_else(String::new, |url| format!(", rooms shared through {url}"))
     );
     Server::new(handler)
         .serve(listener, wsgrpc::shutdown_signal())
         .await
+}
+
+/// `[ADDR] [--broker URL]`, with `ADDR` and `BROKER` from the environment as fallbacks.
+fn arguments() -> wsgrpc::Result<(String, Option<String>)> {
+    let mut addr = None;
+    let mut broker = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--broker" {
+            let url = args.next().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "--broker needs a URL: redis://host:port or nats://host:port",
+                )
+            })?;
+            broker = Some(url);
+        } else if let Some(url) = arg.strip_prefix("--broker=") {
+            broker = Some(url.to_owned());
+        } else {
+            addr = Some(arg);
+        }
+    }
+    let addr = addr
+        .or_else(|| std::env::var("ADDR").ok())
+        .unwrap_or_else(|| "127.0.0.1:8090".to_owned());
+    Ok((addr, broker.or_else(|| std::env::var("BROKER").ok())))
 }

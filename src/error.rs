@@ -140,6 +140,16 @@ pub enum Error {
     #[error("invalid file descriptor set for grpc reflection")]
     Reflection(#[source] prost::DecodeError),
 
+    #[cfg(feature = "ws")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+    /// A [`Hub`](crate::ws::Hub) across nodes could not be set up, from
+    /// [`HubBuilder::build`](crate::ws::HubBuilder::build): a broker URL that is malformed or
+    /// names a backend whose feature (`redis`, `nats`) is off, or no tokio runtime to run the
+    /// broker link on. Never returned once the hub runs: broker outages are counted
+    /// ([`Hub::broker_stats`](crate::ws::Hub::broker_stats)), not raised.
+    #[error("hub broker: {0}")]
+    HubBroker(String),
+
     #[cfg(any(feature = "tls", feature = "client"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "tls", feature = "client"))))]
     /// TLS could not be set up: an unusable certificate, key or configuration, or `wss://`

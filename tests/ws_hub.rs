@@ -1,9 +1,12 @@
 //! The hub over real sockets: fan-out to 500 clients in two rooms, slow consumers dropped or
-//! lagged while everyone else keeps receiving, and presence back to zero when everyone leaves.
+//! lagged while everyone else keeps receiving, and presence back to zero when everyone leaves;
+//! a burst of 10,000 messages from one publisher reaching every member, paced by the waiting
+//! `publish_to`, while a member that stops reading is still closed after the grace.
 
 #![cfg(feature = "ws")]
 
 mod common;
+mod hub_support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -350,4 +353,68 @@ async fn stalled_subscriber_lags_under_the_lag_policy_and_catches_up_later() {
     tokio::join!(reader, sender);
 
     everyone_leaves(setup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_reading_is_closed_after_the_grace_while_the_others_get_everything() {
+    let grace = Duration::from_millis(500);
+    let hub = Hub::builder()
+        .slow_consumer_grace(grace)
+        .build()
+        .expect("in-process");
+    let (closes, mut closed) = tokio::sync::mpsc::channel(64);
+    let config = Config::default().outgoing_queue(8);
+    let server = hub_support::paced_server(&hub, config, Some(closes)).await;
+    let mut clients = hub_support::join_members(&server, "stall", 20).await;
+    let _stalled = clients.pop().expect("a member");
+    // 64 KiB messages: the stalled client's socket buffers and its queue of 8 fill after a few
+    // dozen, then the hub waits the grace for it and closes it; the others read them all.
+    const COUNT: u64 = 200;
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                for expected in 0..COUNT {
+                    let message = next_data(&mut client).await;
+                    assert_eq!(hub_support::sequence_of(&message), expected);
+                }
+                client
+            })
+        })
+        .collect();
+    let mut publisher = connect(&server.url("/publish/stall")).await;
+    let mut messages = futures::stream::iter(
+        (0..COUNT).map(|sequence| Ok(hub_support::numbered(sequence, 64 * 1024))),
+    );
+    let started = std::time::Instant::now();
+    tokio::time::timeout(WAIT, publisher.send_all(&mut messages))
+        .await
+        .expect("the publisher goes on once the stalled member is dropped")
+        .expect("send");
+    let mut clients = Vec::new();
+    for reader in readers {
+        clients.push(
+            tokio::time::timeout(WAIT, reader)
+                .await
+                .expect("in time")
+                .expect("reader"),
+        );
+    }
+    assert!(
+        started.elapsed() >= grace,
+        "the stalled member had its grace"
+    );
+    assert_eq!(hub.presence("stall"), 19, "only the stalled member left");
+    // The server closed it as a slow consumer. (Its close frame waits behind the data it never
+    // read; whether the peer sees it depends on when it reads again, see ws_hub's 1008 test.)
+    let reason = tokio::time::timeout(WAIT, closed.recv())
+        .await
+        .expect("the stalled connection ends")
+        .expect("a close reason");
+    assert_eq!(u16::from(reason.code), 1008, "{reason:?}");
+    assert_eq!(reason.reason.as_str(), "slow consumer");
+    for client in &mut clients {
+        close_client(client).await;
+    }
+    close_client(&mut publisher).await;
 }

@@ -63,9 +63,10 @@ impl Handler for Chat {
     }
 
     async fn on_message(&self, _session: &mut Session, message: Message) -> wsgrpc::Result<()> {
-        // Shared, not copied: every member's queue holds the same bytes.
+        // Shared, not copied: every member's queue holds the same bytes. Waits while a queue is
+        // full, so a burst is paced by the members instead of closing them.
         if message.as_text().is_some() {
-            self.hub.broadcast(message);
+            self.hub.publish(message).await;
         }
         Ok(())
     }

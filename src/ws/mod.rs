@@ -98,7 +98,7 @@ pub use connections::{ConnectionGuard, Connections};
 pub use engine::{serve_connection, serve_connection_with};
 pub use extensions::Extensions;
 pub use handler::{Handler, HandlerFn, handler_fn};
-pub use hub::{Delivery, Hub, SlowConsumer};
+pub use hub::{BrokerStats, Crossing, Delivery, Hub, HubBuilder, SlowConsumer};
 pub use layer::{HandlerBuilder, Identity, Layer, Stack};
 pub use message::{CloseCode, CloseReason, ClosedBy, Message, Utf8Bytes};
 pub use router::{PathParams, Router};

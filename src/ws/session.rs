@@ -25,25 +25,64 @@ use crate::ws::Extensions;
 use crate::ws::engine::queue;
 use crate::ws::message::{CloseCode, Message, Utf8Bytes, fit_close_reason};
 
-/// A process-wide unique connection id, assigned in accept order.
+/// A connection id, unique across every process (node) of a deployment.
+///
+/// Two parts: the process's node number, 64 random bits drawn once per process, and a counter
+/// within the process, in accept order. The Hub's broker backends rely on it: a
+/// [`Hub::send_to`](crate::ws::Hub::send_to) for an id that is not local crosses to the other
+/// nodes, and only the node holding that id delivers. Two processes draw the same node number
+/// with a probability of about n²/2⁶⁵ for n processes. `Display` shows the local counter only
+/// (short, for logs); [`node`](Self::node) and [`get`](Self::get) give both parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(u64);
+pub struct ConnectionId {
+    node: u64,
+    local: u64,
+}
 
 impl ConnectionId {
     pub(crate) fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+        ConnectionId {
+            node: process_node(),
+            local: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
-    /// The id as a number.
-    pub fn get(self) -> u64 {
-        self.0
+    /// The id from its two parts, as [`node`](Self::node) and [`get`](Self::get) return them
+    /// (e.g. after carrying an id to another node as text).
+    pub fn from_parts(node: u64, local: u64) -> Self {
+        ConnectionId { node, local }
     }
+
+    /// The counter part: unique within this process, in accept order.
+    pub fn get(self) -> u64 {
+        self.local
+    }
+
+    /// The node part: the random number of the process that accepted the connection.
+    pub fn node(self) -> u64 {
+        self.node
+    }
+}
+
+/// This process's node number: 64 bits from std's randomly keyed hasher (seeded from the OS),
+/// mixed with the process id and the clock, drawn once.
+fn process_node() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static NODE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NODE.get_or_init(|| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            hasher.write_u128(since.as_nanos());
+        }
+        hasher.finish()
+    })
 }
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.local.fmt(f)
     }
 }
 
