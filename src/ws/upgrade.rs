@@ -13,7 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
 use crate::origin::request_authority;
-use crate::ws::{Config, Extensions};
+use crate::ws::{Config, DeflateConfig, Extensions, PerMessageDeflate};
 
 /// A validated WebSocket upgrade request, waiting for its response.
 #[derive(Debug)]
@@ -24,6 +24,8 @@ pub struct Upgrade {
     protocol: Option<HeaderValue>,
     response_headers: HeaderMap,
     extensions: Extensions,
+    /// permessage-deflate as agreed; see [`Upgrade::negotiate_compression`].
+    compression: Option<PerMessageDeflate>,
 }
 
 impl Upgrade {
@@ -61,6 +63,7 @@ impl Upgrade {
             protocol: None,
             response_headers: HeaderMap::new(),
             extensions: Extensions::new(),
+            compression: None,
         })
     }
 
@@ -71,8 +74,9 @@ impl Upgrade {
         peer_addr: Option<SocketAddr>,
         config: &Config,
     ) -> Result<Self, Rejection> {
-        let upgrade = Upgrade::from_request(request, peer_addr)?;
+        let mut upgrade = Upgrade::from_request(request, peer_addr)?;
         config.check_origin(&upgrade)?;
+        upgrade.negotiate_compression(&config.deflate);
         Ok(upgrade)
     }
 
@@ -162,10 +166,39 @@ impl Upgrade {
         if let Some(protocol) = &self.protocol {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
         }
+        if let Some(compression) = &self.compression
+            && let Ok(value) = HeaderValue::from_str(&compression.to_string())
+        {
+            headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
         for (name, value) in &self.response_headers {
             headers.append(name, value.clone());
         }
         response
+    }
+
+    /// Answers the client's permessage-deflate offers (RFC 7692 section 5) per `config`: the first
+    /// offer it can honour is accepted, and [`response`](Self::response) names it in
+    /// `Sec-WebSocket-Extensions`; with none acceptable (or `config` disabled) nothing is
+    /// answered and messages go uncompressed. The crate's servers call this before `on_upgrade`;
+    /// call it yourself (with the [`Config::deflate`] you pass to
+    /// [`serve_connection`](crate::ws::serve_connection)) when you upgrade with
+    /// [`Upgrade::from_request`]. Returns what was agreed.
+    pub fn negotiate_compression(&mut self, config: &DeflateConfig) -> Option<PerMessageDeflate> {
+        self.compression = crate::ws::deflate::negotiate(
+            self.request
+                .headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            config,
+        );
+        self.compression
+    }
+
+    /// The permessage-deflate parameters the `101` will carry, if any.
+    pub fn compression(&self) -> Option<PerMessageDeflate> {
+        self.compression
     }
 
     pub(crate) fn into_parts(
