@@ -122,7 +122,10 @@ async fn stalled_partial_messages_stay_under_the_budget_and_others_are_served() 
                 break (first, payload);
             }
         };
-        assert_eq!(first, 0x82, "the whole message comes back as one binary frame");
+        assert_eq!(
+            first, 0x82,
+            "the whole message comes back as one binary frame"
+        );
         assert_eq!(payload.len(), (SENT + 1) * FRAGMENT);
         assert!(payload.iter().all(|byte| *byte == *peer as u8));
     }

@@ -365,6 +365,7 @@ pub(crate) fn negotiate<'a>(
 }
 
 /// The client side: the `Sec-WebSocket-Extensions` offer `config` makes, if any.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) fn offer(config: &DeflateConfig) -> Option<String> {
     if !config.enabled || !cfg!(feature = "deflate") {
         return None;
@@ -398,6 +399,7 @@ pub(crate) fn offer(config: &DeflateConfig) -> Option<String> {
 /// [`offer`] sent (RFC 7692 section 5 and 7.1). `Ok(None)` when the server named no extension;
 /// `Err` with the reason when the answer must fail the connection: an extension not offered, more
 /// than one, an unknown or repeated parameter, an invalid value, or a window larger than offered.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) fn accept_response<'a>(
     answers: impl Iterator<Item = &'a [u8]>,
     config: &DeflateConfig,
