@@ -27,8 +27,9 @@ use crate::ws::{DeflateConfig, MemoryBudget, Rejection, Upgrade};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Largest message, after reassembling fragments, in bytes; larger ones are answered with close
-    /// 1009. Default 64 MiB (tungstenite's default).
+    /// Largest message, after reassembling fragments and, for a compressed message, after
+    /// inflating, in bytes; larger ones are answered with close 1009 (inflating stops within
+    /// 32 KiB past the limit). Default 64 MiB.
     pub max_message_size: usize,
     /// Largest single frame in bytes; larger ones are answered with close 1009. Default 16 MiB
     /// (tungstenite's default).

@@ -84,7 +84,9 @@ use handling::contain;
 ///
 /// Use this when something else did the HTTP upgrade (hyper, axum): validate the request with
 /// [`Upgrade::from_request`], run [`Handler::on_upgrade`], send [`Upgrade::response`], then call this
-/// with the upgraded stream. The limits, keepalive and timeouts of `config` apply as on the
+/// with the upgraded stream. For permessage-deflate, call
+/// [`Upgrade::negotiate_compression`] with `config.deflate` before taking the response; without
+/// it messages go uncompressed. The limits, keepalive and timeouts of `config` apply as on the
 /// crate's own [`Server`](crate::ws::Server).
 ///
 /// ```no_run

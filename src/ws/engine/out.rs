@@ -147,6 +147,9 @@ impl Writer {
 
     /// The connection goes to sleep: free what is only needed while messages go out.
     pub(super) fn idle(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+        }
         #[cfg(feature = "deflate")]
         if let Some((deflater, _)) = &mut self.deflater {
             deflater.idle();

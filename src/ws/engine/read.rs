@@ -14,8 +14,8 @@
 //! it.
 //!
 //! The buffer is sized to the traffic: `read_buffer_size` while messages are small, up to 64 KiB
-//! per read while a large frame arrives, and released when the connection goes idle holding more
-//! than `read_buffer_size`. What the buffers hold beyond a 64 KiB allowance is charged to the
+//! per read while a large frame arrives, and released whenever the connection has read everything
+//! and waits. What the buffers hold beyond a 64 KiB allowance is charged to the
 //! server's [`MemoryBudget`](crate::ws::MemoryBudget).
 
 use std::pin::Pin;
@@ -196,7 +196,9 @@ impl Reader {
 
     /// The connection has nothing more to read for now: give back what it need not keep.
     fn idle(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > self.read_buffer_size {
+        // An idle connection holds no read buffer: the next read allocates one again, which
+        // costs one allocation per wake-up, not per message.
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
             self.buf = BytesMut::new();
         }
         #[cfg(feature = "deflate")]
