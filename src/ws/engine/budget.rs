@@ -22,8 +22,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// so ordinary messages never contend on it.
 pub(crate) const ALLOWANCE: usize = 64 * 1024;
 
-/// A limit on the bytes all connections sharing it hold in messages still arriving; see the
-/// [module docs](self). Cheap to clone; clones share the count.
+/// A limit on the bytes all connections sharing it hold in messages still arriving
+/// ([`Config::memory_budget`](crate::ws::Config::memory_budget)). Cheap to clone; clones share the
+/// count.
+///
+/// Each connection charges it for what it holds in partial frames, fragments and inflated output
+/// beyond a 64 KiB allowance of its own, and gives the bytes back when the message reaches the
+/// handler or the connection ends. A message that would take the total past the limit is refused:
+/// its connection is closed with 1013 (Try Again Later) and its bytes are freed, while every
+/// other connection goes on. Messages that fit in the allowance never touch the budget.
 ///
 /// ```
 /// use wsgrpc::ws::{Config, MemoryBudget};
