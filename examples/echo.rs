@@ -18,7 +18,7 @@
 //! Another address: first argument or `ADDR`. Ctrl-C shuts down gracefully.
 
 use tokio::net::TcpListener;
-use wsgrpc::ws::{Config, Message, Server, SessionHandle, handler_fn};
+use wsgrpc::ws::{Config, DeflateConfig, Message, Server, SessionHandle, handler_fn};
 
 #[tokio::main]
 async fn main() -> wsgrpc::Result<()> {
@@ -39,10 +39,24 @@ async fn main() -> wsgrpc::Result<()> {
     // clients are not pages of this server and may send an `Origin` of their own, and an echo
     // server holds nothing a cross-site page could abuse (no cookies, no per-user state): so this
     // server opts out of the same-origin check, visibly.
+    //
+    // permessage-deflate is on by default; `WS_DEFLATE=off` turns it off and
+    // `WS_DEFLATE_THRESHOLD=<bytes>` sets the size below which messages go out uncompressed
+    // (default 64), for conformance runs that want every message compressed.
+    let mut deflate = DeflateConfig::default();
+    if std::env::var("WS_DEFLATE").is_ok_and(|value| value == "off") {
+        deflate = DeflateConfig::disabled();
+    }
+    if let Some(threshold) = std::env::var("WS_DEFLATE_THRESHOLD")
+        .ok()
+        .and_then(|value| value.parse().ok())
+    {
+        deflate = deflate.threshold(threshold);
+    }
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on ws://{}/ws", listener.local_addr()?);
     Server::new(echo)
-        .config(Config::default().allow_any_origin())
+        .config(Config::default().allow_any_origin().deflate(deflate))
         .serve(listener, wsgrpc::shutdown_signal())
         .await
 }

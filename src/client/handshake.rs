@@ -1,11 +1,14 @@
-//! The client side of the HTTP/1.1 upgrade (RFC 6455 section 4.1): send the request, check the
-//! `101` answer, keep any frame bytes that arrived with it.
+//! The client side of the HTTP/1.1 upgrade (RFC 6455 section 4.1): send the request (with a
+//! permessage-deflate offer, RFC 7692 section 5, unless [`Config::deflate`] is disabled), check
+//! the `101` answer, keep any frame bytes that arrived with it.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
+use crate::ws::Config;
+use crate::ws::deflate::{self, PerMessageDeflate};
 use crate::ws::handshake::{HeadError, MAX_HEADERS, bad_request, read_head};
 use crate::ws::upgrade::header_has_token;
 
@@ -15,6 +18,8 @@ pub(crate) struct Accepted {
     pub(crate) request: Request<()>,
     pub(crate) protocol: Option<HeaderValue>,
     pub(crate) read_ahead: Vec<u8>,
+    /// permessage-deflate, when the server accepted the offer.
+    pub(crate) compression: Option<PerMessageDeflate>,
 }
 
 pub(crate) async fn handshake<S>(
@@ -22,7 +27,7 @@ pub(crate) async fn handshake<S>(
     uri: &Uri,
     extra_headers: &HeaderMap,
     protocols: &[String],
-    max_head_size: usize,
+    config: &Config,
 ) -> Result<Accepted>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -53,6 +58,10 @@ where
             .map_err(|_| Error::InvalidHeader("sec-websocket-protocol".to_owned()))?;
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, offered);
     }
+    if let Some(offer) = deflate::offer(&config.deflate) {
+        let offer = HeaderValue::from_str(&offer).map_err(|_| handshake_error("bad offer"))?;
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, offer);
+    }
     for (name, value) in extra_headers {
         headers.append(name, value.clone());
     }
@@ -69,7 +78,7 @@ where
     io.flush().await?;
 
     let ((status, response_headers), read_ahead) =
-        match read_head(io, max_head_size, parse_response).await {
+        match read_head(io, config.max_request_head_size, parse_response).await {
             Ok(response) => response,
             Err(HeadError::Io(error)) => return Err(Error::Io(error)),
             Err(HeadError::Reject(_)) => {
@@ -106,10 +115,21 @@ where
             ));
         }
     }
+    // RFC 7692 section 5: an answer naming an extension not offered, or invalid parameters,
+    // fails the connection.
+    let compression = deflate::accept_response(
+        response_headers
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        &config.deflate,
+    )
+    .map_err(handshake_error)?;
     Ok(Accepted {
         request,
         protocol,
         read_ahead,
+        compression,
     })
 }
 

@@ -324,7 +324,7 @@ impl ClientBuilder {
                 &target.uri,
                 &self.headers,
                 &self.protocols,
-                self.config.max_request_head_size,
+                &self.config,
             )
             .await?;
             Ok(Opened {
@@ -480,6 +480,7 @@ impl Driver {
                 reason: Utf8Bytes::default(),
             },
             forced_close,
+            compression: accepted.compression,
         };
         run(transport, link, handler, &self.builder.config).await
     }

@@ -18,18 +18,18 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use tungstenite::protocol::WebSocketConfig;
 
 use crate::origin::{OriginCheck, OriginPolicy};
-use crate::ws::{Rejection, Upgrade};
+use crate::ws::{DeflateConfig, MemoryBudget, Rejection, Upgrade};
 
 /// Connection limits and timeouts. Fields are public to read; set them with the builder methods of
 /// the same name.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Largest message, after reassembling fragments, in bytes; larger ones are answered with close
-    /// 1009. Default 64 MiB (tungstenite's default).
+    /// Largest message, after reassembling fragments and, for a compressed message, after
+    /// inflating, in bytes; larger ones are answered with close 1009 (inflating stops within
+    /// 32 KiB past the limit). Default 64 MiB.
     pub max_message_size: usize,
     /// Largest single frame in bytes; larger ones are answered with close 1009. Default 16 MiB
     /// (tungstenite's default).
@@ -71,14 +71,13 @@ pub struct Config {
     /// On graceful shutdown, how long to wait for connections to finish their close handshakes
     /// before dropping them. Default 10 s.
     pub shutdown_timeout: Duration,
-    /// The read buffer every connection holds for its whole life, and the most one read puts
-    /// into it directly. Small keeps idle connections cheap (the reason for the default); when a
-    /// read fills it completely, the connection switches to bulk reads of up to 64 KiB into a side
-    /// buffer that is released again as soon as the peer pauses, so large messages still arrive in
-    /// few syscalls. Default 2 KiB (tungstenite's default is 128 KiB).
+    /// The read buffer a connection reads small frames into, in bytes (at least 256). Small keeps
+    /// idle connections cheap (the reason for the default); while a larger frame arrives, reads
+    /// take up to 64 KiB at once, and a buffer grown past this size is released as soon as the
+    /// peer pauses, so large messages still arrive in few syscalls. Default 2 KiB.
     pub read_buffer_size: usize,
-    /// Buffered outgoing bytes above which frames are written to the socket before the batch ends.
-    /// Default 128 KiB (tungstenite's default).
+    /// Buffered outgoing bytes above which frames are written to the socket before the batch
+    /// ends; also how many a backed-up buffer may hold before pongs wait. Default 128 KiB.
     pub write_buffer_size: usize,
     /// Which web pages may open connections, checked before
     /// [`Handler::on_upgrade`](crate::ws::Handler::on_upgrade) by [`Server`](crate::ws::Server),
@@ -91,6 +90,18 @@ pub struct Config {
     /// hijacking). Opt out with [`allow_any_origin`](Self::allow_any_origin), widen with
     /// [`allow_origins`](Self::allow_origins).
     pub origin_policy: OriginPolicy,
+    /// permessage-deflate (RFC 7692): whether offers are accepted (server) or made (client), the
+    /// size threshold, window bits and context takeover. Default [`DeflateConfig::default`]:
+    /// accepted when offered (feature `deflate`, on by default), messages of 64 bytes or more
+    /// compressed.
+    pub deflate: DeflateConfig,
+    /// The bytes every connection sharing this budget may hold in messages still arriving
+    /// (partial frames, fragments, inflated output) beyond 64 KiB each; a message that would pass
+    /// it is refused with close 1013 while other connections go on (see [`MemoryBudget`]). Clones
+    /// of a `Config` share the budget, so one server's connections draw on one budget. Default
+    /// 256 MiB: four messages of the default 64 MiB [`max_message_size`](Self::max_message_size)
+    /// at once, a fraction of any server's memory.
+    pub memory_budget: MemoryBudget,
 }
 
 impl Default for Config {
@@ -111,6 +122,8 @@ impl Default for Config {
             read_buffer_size: 2 << 10,
             write_buffer_size: 128 << 10,
             origin_policy: OriginPolicy::same_origin(),
+            deflate: DeflateConfig::default(),
+            memory_budget: MemoryBudget::new(256 << 20),
         }
     }
 }
@@ -161,6 +174,10 @@ setters! {
     write_buffer_size: usize,
     /// Sets [`Config::origin_policy`].
     origin_policy: OriginPolicy,
+    /// Sets [`Config::deflate`].
+    deflate: DeflateConfig,
+    /// Sets [`Config::memory_budget`] (use one [`MemoryBudget`] for several servers to share it).
+    memory_budget: MemoryBudget,
 }
 
 impl Config {
@@ -205,14 +222,5 @@ impl Config {
                 ))
             }
         }
-    }
-
-    /// The tungstenite configuration these limits translate to.
-    pub(crate) fn websocket_config(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_frame_size))
-            .read_buffer_size(self.read_buffer_size.max(64))
-            .write_buffer_size(self.write_buffer_size)
     }
 }

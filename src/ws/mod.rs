@@ -42,7 +42,9 @@
 //! - [`Upgrade`] and [`Rejection`]: the HTTP request before the `101`, and how to refuse it;
 //!   `query_pairs`, `query_param` and (feature `json`) `query_as` decode its query string, on
 //!   the [`Session`] too.
-//! - [`Server`] and [`Config`]: accept loop, limits, keepalive, graceful shutdown.
+//! - [`Server`] and [`Config`]: accept loop, limits, keepalive, graceful shutdown;
+//!   [`DeflateConfig`] (permessage-deflate, RFC 7692, on by default) and [`MemoryBudget`] (bytes
+//!   all connections may hold in messages still arriving).
 //! - [`serve_connection`]: run a handler on a stream upgraded elsewhere (hyper, axum);
 //!   [`serve_connection_with`] and [`Connections`] give such connections a graceful shutdown.
 //!
@@ -51,7 +53,8 @@
 //! | what happened | close code |
 //! |---|---|
 //! | text message with invalid UTF-8 | 1007 |
-//! | message over [`Config::max_message_size`] or frame over [`Config::max_frame_size`] | 1009 |
+//! | message over [`Config::max_message_size`] (inflated size, for compressed ones) or frame over [`Config::max_frame_size`] | 1009 |
+//! | a message that would take the server past its [`Config::memory_budget`] | 1013 |
 //! | protocol violation (reserved bits, unknown opcode, unmasked client frame, ...) | 1002 |
 //! | a hook returned an error or panicked | 1011 |
 //! | server shutting down, or [`Config::idle_timeout`] passed | 1001 |
@@ -77,6 +80,7 @@
 pub(crate) mod accept;
 mod config;
 mod connections;
+pub(crate) mod deflate;
 pub(crate) mod engine;
 mod extensions;
 pub mod guard;
@@ -95,6 +99,8 @@ pub(crate) mod upgrade;
 
 pub use config::Config;
 pub use connections::{ConnectionGuard, Connections};
+pub use deflate::{DeflateConfig, PerMessageDeflate};
+pub use engine::budget::MemoryBudget;
 pub use engine::{serve_connection, serve_connection_with};
 pub use extensions::Extensions;
 pub use handler::{Handler, HandlerFn, handler_fn};

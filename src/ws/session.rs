@@ -22,6 +22,7 @@ use tungstenite::protocol::CloseFrame;
 
 use crate::error::{Error, Result};
 use crate::ws::Extensions;
+use crate::ws::deflate::PerMessageDeflate;
 use crate::ws::engine::queue;
 use crate::ws::message::{CloseCode, Message, Utf8Bytes, fit_close_reason};
 
@@ -264,6 +265,7 @@ impl fmt::Debug for SessionHandle {
 pub struct Session {
     handle: SessionHandle,
     extensions: Extensions,
+    compression: Option<PerMessageDeflate>,
 }
 
 impl Session {
@@ -305,6 +307,7 @@ impl Session {
         let session = Session {
             handle: SessionHandle { identity, outgoing },
             extensions,
+            compression: None,
         };
         (session, forced)
     }
@@ -355,6 +358,17 @@ impl Session {
     /// either way; see [`Upgrade::http_version`](crate::ws::Upgrade::http_version).
     pub fn http_version(&self) -> http::Version {
         self.handle.request().version()
+    }
+
+    /// The permessage-deflate parameters (RFC 7692) agreed in the opening handshake, or `None`
+    /// when messages go uncompressed (the peer offered nothing acceptable, or
+    /// [`Config::deflate`](crate::ws::Config::deflate) is disabled).
+    pub fn compression(&self) -> Option<PerMessageDeflate> {
+        self.compression
+    }
+
+    pub(crate) fn set_compression(&mut self, compression: Option<PerMessageDeflate>) {
+        self.compression = compression;
     }
 
     /// Typed per-connection values: what guards attached at upgrade time, and the handler's own

@@ -13,7 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
 use crate::origin::request_authority;
-use crate::ws::{Config, Extensions};
+use crate::ws::{Config, DeflateConfig, Extensions, PerMessageDeflate};
 
 /// A validated WebSocket upgrade request, waiting for its response.
 #[derive(Debug)]
@@ -26,6 +26,8 @@ pub struct Upgrade {
     protocol: Option<HeaderValue>,
     response_headers: HeaderMap,
     extensions: Extensions,
+    /// permessage-deflate as agreed; see [`Upgrade::negotiate_compression`].
+    compression: Option<PerMessageDeflate>,
 }
 
 impl Upgrade {
@@ -69,6 +71,7 @@ impl Upgrade {
             protocol: None,
             response_headers: HeaderMap::new(),
             extensions: Extensions::new(),
+            compression: None,
         })
     }
 
@@ -79,8 +82,9 @@ impl Upgrade {
         peer_addr: Option<SocketAddr>,
         config: &Config,
     ) -> Result<Self, Rejection> {
-        let upgrade = Upgrade::from_request(request, peer_addr)?;
+        let mut upgrade = Upgrade::from_request(request, peer_addr)?;
         config.check_origin(&upgrade)?;
+        upgrade.negotiate_compression(&config.deflate);
         Ok(upgrade)
     }
 
@@ -183,7 +187,7 @@ impl Upgrade {
 
     /// The response accepting this upgrade: `101 Switching Protocols` with
     /// `Sec-WebSocket-Accept` for HTTP/1.1, `200 OK` for HTTP/2 (RFC 8441 section 5), with the
-    /// chosen subprotocol and the extra [`response_headers_mut`](Self::response_headers_mut).
+    /// chosen subprotocol, the agreed permessage-deflate parameters and the extra [`response_headers_mut`](Self::response_headers_mut).
     pub fn response(&self) -> Response<()> {
         let Some(accept_key) = &self.accept_key else {
             return self.extended_connect_response();
@@ -194,27 +198,56 @@ impl Upgrade {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key.clone());
+        self.agreed_headers(headers);
+        response
+    }
+
+    /// What both answers carry: the chosen subprotocol, the agreed permessage-deflate parameters
+    /// (RFC 7692 section 5) and the extra [`response_headers_mut`](Self::response_headers_mut).
+    fn agreed_headers(&self, headers: &mut HeaderMap) {
         if let Some(protocol) = &self.protocol {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
+        }
+        if let Some(compression) = &self.compression
+            && let Ok(value) = HeaderValue::from_str(&compression.to_string())
+        {
+            headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
         }
         for (name, value) in &self.response_headers {
             headers.append(name, value.clone());
         }
-        response
     }
 
     /// RFC 8441 section 5: `200` accepts an extended CONNECT; no `Upgrade`, `Connection` (both
     /// forbidden on HTTP/2, RFC 9113 section 8.2.2) or `Sec-WebSocket-Accept`.
     fn extended_connect_response(&self) -> Response<()> {
         let mut response = Response::new(());
-        let headers = response.headers_mut();
-        if let Some(protocol) = &self.protocol {
-            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
-        }
-        for (name, value) in &self.response_headers {
-            headers.append(name, value.clone());
-        }
+        self.agreed_headers(response.headers_mut());
         response
+    }
+
+    /// Answers the client's permessage-deflate offers (RFC 7692 section 5) per `config`: the first
+    /// offer it can honour is accepted, and [`response`](Self::response) names it in
+    /// `Sec-WebSocket-Extensions`; with none acceptable (or `config` disabled) nothing is
+    /// answered and messages go uncompressed. The crate's servers call this before `on_upgrade`;
+    /// call it yourself (with the [`Config::deflate`] you pass to
+    /// [`serve_connection`](crate::ws::serve_connection)) when you upgrade with
+    /// [`Upgrade::from_request`]. Returns what was agreed.
+    pub fn negotiate_compression(&mut self, config: &DeflateConfig) -> Option<PerMessageDeflate> {
+        self.compression = crate::ws::deflate::negotiate(
+            self.request
+                .headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            config,
+        );
+        self.compression
+    }
+
+    /// The permessage-deflate parameters the `101` will carry, if any.
+    pub fn compression(&self) -> Option<PerMessageDeflate> {
+        self.compression
     }
 
     pub(crate) fn into_parts(

@@ -1,5 +1,6 @@
 // The app example in a real browser: two headless Chromium pages on one server port. Page A gets
-// the Greeter's reply over gRPC-Web; a chat line typed in page A appears in page B over WebSocket.
+// the Greeter's reply over gRPC-Web; a chat line typed in page A appears in page B over WebSocket,
+// whose connections negotiated permessage-deflate.
 //
 // Run from tests/browser: `npm ci && node --test`. Builds the example with cargo, starts it on
 // 127.0.0.1:0, reads the URL it prints, and always stops it. CHROMIUM overrides /usr/bin/chromium.
@@ -105,6 +106,18 @@ test("greeting over gRPC-Web and chat over WebSocket between two pages", { timeo
     await pageB.locator("#chat-log li", { hasText: "Ada: hi from page A" }).waitFor();
     const lines = await pageB.locator("#chat-log li").allTextContents();
     assert.ok(lines.includes("Ada: hi from page A"), JSON.stringify(lines));
+
+    // Both pages' WebSockets negotiated permessage-deflate (RFC 7692), which Chromium offers on
+    // every connection and the server accepts by default.
+    for (const page of [pageA, pageB]) {
+      const extensions = await page.evaluate(() => socket.extensions);
+      assert.match(extensions, /^permessage-deflate/, `Sec-WebSocket-Extensions: ${extensions}`);
+    }
+    // A line long enough to be compressed both ways (over the server's 64-byte threshold).
+    const long = "compressible chat line ".repeat(12).trim();
+    await pageA.fill("#chat-input", long);
+    await pageA.click("#chat-send");
+    await pageB.locator("#chat-log li", { hasText: long }).waitFor();
   } finally {
     await browser?.close().catch(() => {});
     await stopApp(server);

@@ -7,7 +7,6 @@
 //! drained for a while (lingering), so the peer reads the close frame rather than a TCP reset.
 
 use std::future::poll_fn;
-use std::io;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,8 +15,10 @@ use tokio::time::Instant;
 use tungstenite::protocol::CloseFrame;
 
 use super::connection::Connection;
-use super::end::{End, end_for};
-use super::io::SyncIo;
+use tungstenite::protocol::Role;
+
+use super::end::End;
+use super::read::Incoming;
 use crate::ws::message::{CloseCode, CloseReason, ClosedBy};
 
 impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
@@ -28,24 +29,13 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
         frame: CloseFrame,
     ) -> Result<(), End> {
         self.outgoing.close();
-        if self.closing.is_some() || !self.ws.can_write() {
+        if self.closing.is_some() {
             return Ok(());
         }
-        self.closing = Some(frame.clone());
+        self.writer.close(Some(&frame));
+        self.closing = Some(frame);
         self.flush_pending = true;
-        match self
-            .ws
-            .close(&mut SyncIo::new(&mut self.io, cx), Some(frame))
-        {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {
-                self.flush_pending = false;
-                Ok(())
-            }
-            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
-                Ok(())
-            }
-            Err(error) => Err(end_for(error)),
-        }
+        self.poll_flush(cx).map(drop)
     }
 
     /// Carries out the end of the connection, bounded by `close_timeout`, and says why it ended.
@@ -54,11 +44,23 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
         let close_timeout = self.config.close_timeout;
         match end {
             End::PeerClosed(frame) => {
-                // Drive out the echo tungstenite queued; the server then closes TCP first (RFC 6455
-                // section 7.1.1), which tungstenite reports as ConnectionClosed.
+                // Echo the peer's code (RFC 6455 section 5.5.1), unless this side's close went
+                // out first; the server then closes TCP first (section 7.1.1), the client waits
+                // a bounded time for it to.
+                if self.closing.is_none() {
+                    let echo = frame
+                        .as_ref()
+                        .map(|frame| super::end::close_frame(frame.code, ""));
+                    self.writer.close(echo.as_ref());
+                    self.closing = echo;
+                    self.flush_pending = true;
+                }
                 let _ =
                     tokio::time::timeout(close_timeout, poll_fn(|cx| self.poll_flush_to_end(cx)))
                         .await;
+                if self.role == Role::Client {
+                    self.linger(Instant::now() + close_timeout).await;
+                }
                 self.shutdown_write(close_timeout).await;
                 match frame {
                     Some(frame) => CloseReason::new(frame.code, frame.reason, ClosedBy::Peer),
@@ -118,12 +120,10 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
     /// Reads and discards until the close handshake completes or the transport ends.
     fn poll_until_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            match self.ws.read(&mut SyncIo::new(&mut self.io, cx)) {
-                Ok(_) => continue,
-                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return Poll::Pending;
-                }
-                Err(_) => return Poll::Ready(()),
+            match self.reader.poll_next(&mut self.io, cx) {
+                Poll::Ready(Ok(Incoming::Close(_)) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

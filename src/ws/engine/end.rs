@@ -1,10 +1,10 @@
 //! How a connection ends ([`End`]) and which end each failure leads to.
 //!
-//! The close code itself comes from one place, [`Error::close_code`] (RFC 6455 section 7.4.1):
-//! [`end_for`] converts tungstenite's error into an [`Error`] and asks it, and [`handler_failed`]
-//! asks the handler's error. What this file adds is the engine's side of the decision: which
-//! failures still get a closing handshake ([`End::Close`]), which fail the connection
-//! ([`End::Fail`]), and which leave nothing to send ([`End::Abort`], reported as 1006).
+//! The codec (`read.rs`) fails the connection with the close code RFC 6455 section 7.4.1 gives
+//! each protocol failure; a handler's error gets the code [`Error::close_code`] gives it
+//! ([`handler_failed`]). What this file adds is the engine's side of the decision: which failures
+//! still get a closing handshake ([`End::Close`]), which fail the connection ([`End::Fail`]),
+//! and which leave nothing to send ([`End::Abort`], reported as 1006).
 
 use tungstenite::Utf8Bytes;
 use tungstenite::protocol::CloseFrame;
@@ -15,7 +15,7 @@ use crate::ws::message::{CloseCode, CloseReason, ClosedBy};
 /// How a connection ends, which decides what is still sent and awaited.
 #[derive(Debug)]
 pub(super) enum End {
-    /// The peer sent a close frame; tungstenite has queued the echo.
+    /// The peer sent a close frame (`None`: one without a code); the echo is still to be sent.
     PeerClosed(Option<CloseFrame>),
     /// This side closes with a handshake: send the frame (unless already sent) and wait a bounded
     /// time for the peer's reply.
@@ -35,33 +35,6 @@ pub(super) fn abnormal(reason: &'static str) -> End {
         Utf8Bytes::from_static(reason),
         ClosedBy::Peer,
     ))
-}
-
-/// Maps a read or write error of tungstenite to how the connection ends.
-pub(super) fn end_for(error: tungstenite::Error) -> End {
-    use tungstenite::error::{Error as Ws, ProtocolError};
-    match error {
-        Ws::ConnectionClosed | Ws::AlreadyClosed => abnormal("connection closed"),
-        Ws::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            abnormal("closed without a close frame")
-        }
-        Ws::Io(error) => {
-            tracing::debug!(%error, "websocket transport error");
-            abnormal("transport error")
-        }
-        error => {
-            let error = Error::from(error);
-            let code = error.close_code();
-            tracing::debug!(%error, source = ?std::error::Error::source(&error), code = u16::from(code), "websocket protocol error");
-            let reason = match code {
-                CloseCode::Invalid => "invalid utf-8",
-                CloseCode::Size => "message too big",
-                CloseCode::Protocol => "protocol error",
-                _ => "internal error",
-            };
-            End::Fail(close_frame(code, reason))
-        }
-    }
 }
 
 /// Maps a hook's error to how the connection ends: a closing handshake with the code

@@ -8,7 +8,6 @@
 //! a message for the handler, or how the connection ends.
 
 use std::future::{Future, poll_fn};
-use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tungstenite::protocol::CloseFrame;
 
 use super::connection::Connection;
-use super::end::{End, abnormal, close_frame, end_for};
-use super::io::SyncIo;
+use super::end::{End, abnormal, close_frame};
+use super::read::Incoming;
 use super::timers::TimerEvent;
 use crate::ws::message::{CloseCode, CloseReason, ClosedBy, Message};
 
@@ -96,11 +95,12 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
         if let Poll::Ready(frame) = self.poll_forced_close(cx) {
             return Poll::Ready(Event::End(End::Close(frame)));
         }
-        match self.timers.poll(cx, self.inbound_frames, false) {
+        match self.timers.poll(cx, self.reader.activity, false) {
             Poll::Ready(TimerEvent::SendPing) => {
                 if let Err(end) = self.send_ping(cx) {
                     return Poll::Ready(Event::End(end));
                 }
+                self.writer.idle();
                 Poll::Pending
             }
             Poll::Ready(TimerEvent::KeepaliveTimeout) => Poll::Ready(Event::End(End::Abort(
@@ -113,7 +113,12 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
             Poll::Ready(TimerEvent::WriteStalled) => {
                 Poll::Ready(Event::End(abnormal("write timed out")))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // Asleep until the peer or a sender wakes it: nothing needs the compressor's
+                // buffers meanwhile.
+                self.writer.idle();
+                Poll::Pending
+            }
         }
     }
 
@@ -140,33 +145,26 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
     /// Reads the next data message, answering control frames on the way.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, End>> {
         loop {
-            let result = self.ws.read(&mut SyncIo::new(&mut self.io, cx));
-            match result {
-                Ok(message) => {
-                    self.inbound_frames += 1;
-                    match message {
-                        tungstenite::Message::Text(text) => {
-                            crate::metrics::ws_message_received(text.len());
-                            self.timers.touch_idle();
-                            return Poll::Ready(Ok(Message::Text(text)));
-                        }
-                        tungstenite::Message::Binary(data) => {
-                            crate::metrics::ws_message_received(data.len());
-                            self.timers.touch_idle();
-                            return Poll::Ready(Ok(Message::Binary(data)));
-                        }
-                        tungstenite::Message::Close(frame) => {
-                            return Poll::Ready(Err(End::PeerClosed(frame)));
-                        }
-                        // tungstenite has queued the pong already; it goes out with the next write.
-                        tungstenite::Message::Ping(_) => self.flush_pending = true,
-                        tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => {}
+            match self.reader.poll_next(&mut self.io, cx) {
+                Poll::Ready(Ok(Incoming::Message(message))) => {
+                    crate::metrics::ws_message_received(message.len());
+                    self.timers.touch_idle();
+                    return Poll::Ready(Ok(message));
+                }
+                Poll::Ready(Ok(Incoming::Ping(payload))) => {
+                    // The pong goes out with the next write (RFC 6455 section 5.5.3: "as soon
+                    // as practical").
+                    if self.closing.is_none() {
+                        self.writer.pong(payload);
+                        self.flush_pending = true;
                     }
                 }
-                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return Poll::Pending;
+                Poll::Ready(Ok(Incoming::Pong)) => {}
+                Poll::Ready(Ok(Incoming::Close(frame))) => {
+                    return Poll::Ready(Err(End::PeerClosed(frame)));
                 }
-                Err(error) => return Poll::Ready(Err(end_for(error))),
+                Poll::Ready(Err(end)) => return Poll::Ready(Err(end)),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

@@ -93,7 +93,7 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
         if let Err(end) = self.watch_queue(cx) {
             return Poll::Ready(Err(end));
         }
-        match self.timers.poll(cx, self.inbound_frames, true) {
+        match self.timers.poll(cx, self.reader.activity, true) {
             Poll::Ready(TimerEvent::WriteStalled) => Poll::Ready(Err(abnormal("write timed out"))),
             _ => Poll::Pending,
         }

@@ -1,5 +1,5 @@
-//! The connection engine: one task per WebSocket connection, driving tungstenite's
-//! [`WebSocketContext`](tungstenite::protocol::WebSocketContext) from open to close.
+//! The connection engine: one task per WebSocket connection, from open to close, on the crate's
+//! own frame codec (RFC 6455 section 5, with permessage-deflate of RFC 7692).
 //!
 //! [`serve_connection`] runs a [`Handler`] on a stream whose HTTP upgrade is already done, by this
 //! crate's server or by hyper/axum; the client runs the same engine on its side ([`run`] with a
@@ -37,21 +37,27 @@
 //! - `close.rs`: the closing handshake and lingering after a failed connection;
 //! - `outgoing.rs`: the outgoing queue as the engine takes from it ([`Queue`]: owned by a server
 //!   connection, lent by a reconnecting client), on top of `queue.rs`, the bounded channel itself;
-//! - `io.rs`: the adapter that lends tungstenite the async stream for one poll, and adaptive
-//!   read-ahead; `timers.rs`: keepalive, idle and write-stall deadlines on one timer entry.
+//! - `frame.rs`: the frame format (header parsing and encoding, masking, incremental UTF-8, close
+//!   payloads); `read.rs`: frames from the socket into messages, every receiver check of RFC 6455
+//!   section 5, inflating; `out.rs`: messages into frames, deflating; `budget.rs`: the
+//!   server-wide [`MemoryBudget`](crate::ws::MemoryBudget) partial messages are charged to;
+//! - `timers.rs`: keepalive, idle and write-stall deadlines on one timer entry.
 //!
 //! The split is by module only: every method is still on the one generic `Connection<S>`, so the
 //! compiler sees the same code as when it lived in one file (same monomorphisations, same
 //! inlining, no dynamic dispatch).
 
+pub(crate) mod budget;
 mod close;
 mod connection;
 mod end;
 mod event;
+mod frame;
 mod handling;
-mod io;
+mod out;
 mod outgoing;
 pub(crate) mod queue;
+mod read;
 mod timers;
 mod write;
 
@@ -65,6 +71,7 @@ use tungstenite::protocol::{CloseFrame, Role};
 pub(crate) use outgoing::Queue;
 
 use crate::ws::connections::ConnectionGuard;
+use crate::ws::deflate::PerMessageDeflate;
 use crate::ws::message::{CloseCode, CloseReason, ClosedBy};
 use crate::ws::{Config, Handler, Session, Upgrade};
 use connection::Connection;
@@ -77,7 +84,9 @@ use handling::contain;
 ///
 /// Use this when something else did the HTTP upgrade (hyper, axum): validate the request with
 /// [`Upgrade::from_request`], run [`Handler::on_upgrade`], send [`Upgrade::response`], then call this
-/// with the upgraded stream. The limits, keepalive and timeouts of `config` apply as on the
+/// with the upgraded stream. For permessage-deflate, call
+/// [`Upgrade::negotiate_compression`] with `config.deflate` before taking the response; without
+/// it messages go uncompressed. The limits, keepalive and timeouts of `config` apply as on the
 /// crate's own [`Server`](crate::ws::Server).
 ///
 /// ```no_run
@@ -182,6 +191,7 @@ where
 /// The link of a server-side connection: its session, its own queue, 1001 on shutdown (its
 /// signal is attached once the connection is registered).
 fn server_link(upgrade: Upgrade, config: &Config, read_ahead: Vec<u8>) -> Link<'static> {
+    let compression = upgrade.compression();
     let (request, peer_addr, protocol, extensions) = upgrade.into_parts();
     let (session, outgoing, forced_close) = Session::new(
         request,
@@ -198,6 +208,7 @@ fn server_link(upgrade: Upgrade, config: &Config, read_ahead: Vec<u8>) -> Link<'
         shutdown: None,
         shutdown_frame: SERVER_SHUTDOWN,
         forced_close,
+        compression,
     }
 }
 
@@ -222,6 +233,8 @@ pub(crate) struct Link<'q> {
     /// Fires when [`SessionHandle::try_close`](crate::ws::SessionHandle::try_close) finds the
     /// queue full: close at once, dropping what is queued.
     pub(crate) forced_close: oneshot::Receiver<CloseFrame>,
+    /// permessage-deflate, when the handshake agreed on it.
+    pub(crate) compression: Option<PerMessageDeflate>,
 }
 
 /// The body of every connection, server or client side: open, messages, close.

@@ -1,17 +1,16 @@
-//! Write batching: queued messages go into tungstenite's buffer and reach the socket in one flush.
+//! Write batching: queued messages are encoded into the writer's buffer and reach the socket in
+//! one flush.
 //!
 //! Nothing more is taken from the queue while a flush is blocked, so a peer that reads slowly
 //! fills the bounded queue (and so makes the handler wait) instead of growing a buffer. A batch
 //! is at most [`MAX_BATCH`] messages, so a busy queue cannot starve the reader.
 
-use std::io;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::connection::Connection;
-use super::end::{End, close_frame, end_for};
-use super::io::SyncIo;
+use super::end::{End, abnormal, close_frame};
 use crate::ws::message::CloseCode;
 use crate::ws::session::Outgoing;
 
@@ -19,8 +18,8 @@ use crate::ws::session::Outgoing;
 const MAX_BATCH: usize = 256;
 
 impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
-    /// Moves queued messages into tungstenite's write buffer, without a syscall unless the buffer
-    /// passes `write_buffer_size`. Takes nothing while an earlier flush is still blocked, which is
+    /// Encodes queued messages into the write buffer, without a syscall unless the buffer passes
+    /// `write_buffer_size`. Takes nothing while an earlier flush is still blocked, which is
     /// what keeps a slow reader from growing that buffer. Returns whether anything was taken.
     pub(super) fn drain_queue(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
         if self.closing.is_some() || self.write_blocked {
@@ -65,26 +64,35 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
         }
     }
 
-    /// Hands one queued entry to tungstenite: a close frame starts the closing handshake, a
-    /// message goes into the write buffer. A full socket marks the writer blocked. Returns whether
-    /// to stop taking: after a close, or until the socket drains.
+    /// Encodes one queued entry: a close frame starts the closing handshake, a message goes into
+    /// the write buffer. A buffer past `write_buffer_size` is written out at once, and a full
+    /// socket marks the writer blocked. Returns whether to stop taking: after a close, or until the
+    /// socket drains.
     fn take(&mut self, cx: &mut Context<'_>, message: Outgoing) -> Result<bool, End> {
-        if let tungstenite::Message::Close(frame) = message {
-            let frame = frame.unwrap_or_else(|| close_frame(CloseCode::Normal, ""));
-            self.start_close(cx, frame)?;
-            return Ok(true);
+        match message {
+            tungstenite::Message::Close(frame) => {
+                let frame = frame.unwrap_or_else(|| close_frame(CloseCode::Normal, ""));
+                self.start_close(cx, frame)?;
+                return Ok(true);
+            }
+            tungstenite::Message::Text(text) => {
+                crate::metrics::ws_message_sent(text.len());
+                self.writer.message(true, text.as_bytes())
+            }
+            tungstenite::Message::Binary(data) => {
+                crate::metrics::ws_message_sent(data.len());
+                self.writer.message(false, &data)
+            }
+            tungstenite::Message::Ping(data) => self.writer.ping(&data),
+            tungstenite::Message::Pong(data) => self.writer.pong(data),
+            // Nothing in the crate queues raw frames.
+            tungstenite::Message::Frame(_) => return Ok(false),
         }
         self.flush_pending = true;
-        crate::metrics::ws_message_sent(message.len());
-        match self.ws.write(&mut SyncIo::new(&mut self.io, cx), message) {
-            Ok(()) => Ok(false),
-            // Accepted into the buffer, but the socket is full.
-            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
-                self.write_blocked = true;
-                Ok(true)
-            }
-            Err(error) => Err(end_for(error)),
+        if self.writer.unwritten() >= self.config.write_buffer_size && !self.poll_flush(cx)? {
+            return Ok(true);
         }
+        Ok(false)
     }
 
     /// Moves queued messages to the socket: encodes what is queued, flushes once. Returns whether
@@ -106,34 +114,30 @@ impl<'c, 'q, S: AsyncRead + AsyncWrite + Unpin> Connection<'c, 'q, S> {
         Ok(progressed)
     }
 
-    /// Flushes tungstenite's buffer. Returns whether it is empty now.
+    /// Writes the buffer out and flushes. Returns whether it is empty now.
     pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Result<bool, End> {
-        match self.ws.flush(&mut SyncIo::new(&mut self.io, cx)) {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed) => {
+        match self.writer.poll_flush(&mut self.io, cx) {
+            Poll::Ready(Ok(())) => {
                 self.flush_pending = false;
                 self.write_blocked = false;
                 self.timers.disarm_write_stall();
                 Ok(true)
             }
-            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+            Poll::Pending => {
                 self.write_blocked = true;
                 self.timers.arm_write_stall();
                 Ok(false)
             }
-            Err(error) => Err(end_for(error)),
+            Poll::Ready(Err(error)) => {
+                tracing::debug!(%error, "websocket transport error");
+                Err(abnormal("transport error"))
+            }
         }
     }
 
     pub(super) fn send_ping(&mut self, cx: &mut Context<'_>) -> Result<(), End> {
+        self.writer.ping(&[]);
         self.flush_pending = true;
-        match self.ws.write(
-            &mut SyncIo::new(&mut self.io, cx),
-            tungstenite::Message::Ping(Default::default()),
-        ) {
-            Ok(()) => {}
-            Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(end_for(error)),
-        }
         self.poll_flush(cx).map(drop)
     }
 }
