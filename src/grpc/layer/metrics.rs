@@ -8,8 +8,9 @@
 //! A response dropped before its status (the client cancelled, the connection went away) counts
 //! as CANCELLED.
 //!
-//! It sits outermost in [`GrpcLayer`](super::GrpcLayer), so calls refused by auth, the deadline or
-//! the concurrency limit are counted with their status too. Without the `metrics` feature the
+//! In [`GrpcLayer`](super::GrpcLayer) it sits outside auth, the deadline and the concurrency
+//! limit, so calls they refuse are counted with their status too; only the `415` answer to a
+//! non-gRPC content type (not a gRPC call at all) is outside it. Without the `metrics` feature the
 //! layer passes calls through untouched: same response type, no wrapper body, no clock read.
 
 #[cfg(not(feature = "metrics"))]
