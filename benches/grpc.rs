@@ -353,7 +353,10 @@ fn measure_h2load(
 ) -> H2loadMeasured {
     // Warm-up: connections, caches and the allocator settle before the measured run.
     run_h2load(server, body, connections, streams, 0, Some(5_000));
-    let writes_before = (server.name == "wsgrpc").then(|| server.ask("writes"));
+    let writes_before = server
+        .name
+        .starts_with("wsgrpc")
+        .then(|| server.ask("writes"));
     let cpu_before = server.cpu_ns();
     let (calls, per_second) = run_h2load(
         server,
