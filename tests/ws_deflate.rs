@@ -137,7 +137,9 @@ async fn negotiated_compression_goes_both_ways_on_the_wire() {
         }
     }
     // Context takeover on both sides, so that repeated text gets cheaper.
-    let takeover = DeflateConfig::default().server_no_context_takeover(false);
+    let takeover = DeflateConfig::default()
+        .server_no_context_takeover(false)
+        .client_no_context_takeover(false);
     let server = start(Echo(seen.clone()), Config::default().deflate(takeover)).await;
     let (mut stream, head) = raw_connect_offering(
         server.addr,
@@ -213,7 +215,7 @@ async fn offers_that_cannot_be_honoured_are_declined() {
     .await;
     assert_eq!(
         extensions_header(&head).as_deref(),
-        Some("permessage-deflate; server_no_context_takeover")
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
     );
     // Disabled in the config: offers are not answered.
     let plain = start(echo(), Config::default().deflate(DeflateConfig::disabled())).await;
@@ -318,7 +320,9 @@ async fn client_round_trips(config: Config) -> PerMessageDeflate {
 
 #[tokio::test]
 async fn crate_client_and_server_round_trip_with_context_takeover() {
-    let takeover = DeflateConfig::default().server_no_context_takeover(false);
+    let takeover = DeflateConfig::default()
+        .server_no_context_takeover(false)
+        .client_no_context_takeover(false);
     let agreed = client_round_trips(Config::default().deflate(takeover)).await;
     assert!(!agreed.server_no_context_takeover && !agreed.client_no_context_takeover);
 }

@@ -93,7 +93,7 @@ pub struct Config {
     /// permessage-deflate (RFC 7692): whether offers are accepted (server) or made (client), the
     /// size threshold, window bits and context takeover. Default [`DeflateConfig::default`]:
     /// accepted when offered (feature `deflate`, on by default), messages of 64 bytes or more
-    /// compressed.
+    /// compressed, no context takeover either way (so idle connections keep no deflate state).
     pub deflate: DeflateConfig,
     /// The bytes every connection sharing this budget may hold in messages still arriving
     /// (partial frames, fragments, inflated output) beyond 64 KiB each; a message that would pass
