@@ -19,7 +19,9 @@ if [ ! -x "$venv/bin/kosoku" ]; then
   python3 -m venv "$venv"
   timeout 300 "$venv/bin/pip" install -q --disable-pip-version-check kosoku
 fi
-cargo build --release --example echo
+# The same feature set as the client run below, so both share one release build of the crate and
+# its dependencies.
+cargo build --release --all-features --example echo
 
 check() { # report-dir expected-case-count
   "$venv/bin/python" - "$1" "$2" <<'PY'
