@@ -11,15 +11,9 @@ mod grpc_common;
 #[path = "common/python.rs"]
 mod python;
 
-use std::{process::Stdio, time::Duration};
-
 use grpc_common::TestServer;
-use python::{ensure_grpcio, venv_dir};
-use tokio::process::Command;
+use python::run_client;
 use wsgrpc::grpc::{DEFAULT_STREAM_REPLIES, GrpcServer};
-
-/// Python starts, compiles the proto and makes four calls; generous for a cold CI machine.
-const PYTHON_DEADLINE: Duration = Duration::from_secs(120);
 
 #[tokio::test]
 async fn python_grpcio_client_works() {
@@ -27,30 +21,9 @@ async fn python_grpcio_client_works() {
         eprintln!("SKIPPED python_grpcio_client_works: python3 is not installed");
         return;
     }
-    let python = ensure_grpcio().await;
     let server = TestServer::start(GrpcServer::new()).await;
-
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc_interop.py");
-    let child = Command::new(&python)
-        .arg(script)
-        .arg(server.addr.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start python3");
-    let output = tokio::time::timeout(PYTHON_DEADLINE, child.wait_with_output())
-        .await
-        .expect("python client timed out")
-        .expect("python client output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python client failed ({}); a broken venv is fixed by deleting {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status,
-        venv_dir().display()
-    );
+    let (stdout, stderr) = run_client(script, &[&server.addr.to_string()]).await;
 
     let lines: Vec<&str> = stdout.lines().collect();
     let mut expected = vec!["unary: Hello world".to_owned()];

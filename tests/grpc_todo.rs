@@ -14,14 +14,11 @@ mod python;
 #[allow(dead_code, unreachable_pub)]
 mod todo_server;
 
-use std::{process::Stdio, time::Duration};
-
 use grpc_common::{TestServer, within};
 use prost::Message;
 use todo_server::pb::{
     AddRequest, ListRequest, WatchRequest, change::Kind, todos_client::TodosClient,
 };
-use tokio::process::Command;
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -30,9 +27,6 @@ use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
-
-/// Python starts, compiles the proto and makes five calls; generous for a cold CI machine.
-const PYTHON_DEADLINE: Duration = Duration::from_secs(120);
 
 async fn start() -> TestServer {
     TestServer::start(todo_server::server(todo_server::TodoList::default())).await
@@ -192,32 +186,10 @@ async fn python_grpcio_client_calls_all_three_methods() {
         eprintln!("SKIPPED python_grpcio_client_calls_all_three_methods: python3 is not installed");
         return;
     }
-    let python = python::ensure_grpcio().await;
     let server = start().await;
-
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc_todo.py");
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
-    let child = Command::new(&python)
-        .arg(script)
-        .arg(server.addr.to_string())
-        .arg(proto_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start python3");
-    let output = tokio::time::timeout(PYTHON_DEADLINE, child.wait_with_output())
-        .await
-        .expect("python client timed out")
-        .expect("python client output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python client failed ({}); a broken venv is fixed by deleting {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status,
-        python::venv_dir().display()
-    );
+    let (stdout, stderr) = python::run_client(script, &[&server.addr.to_string(), proto_dir]).await;
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,

@@ -13,6 +13,9 @@ use std::{
 
 use tokio::process::Command;
 
+/// How long one client script may run.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Making the venv and downloading grpcio's wheels, once per target directory.
 const PYTHON_SETUP_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -29,6 +32,34 @@ pub async fn python3_present() -> bool {
 /// removes it and no system or user site is ever written to.
 pub fn venv_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-venv")
+}
+
+/// Runs the client script `script` (a path under `tests/`) with the venv's interpreter and
+/// `args`, and returns what it printed (stdout, stderr); fails the test (with its output, and how to reset a broken
+/// venv) when it exits with an error or runs past two minutes.
+pub async fn run_client(script: &str, args: &[&str]) -> (String, String) {
+    let python = ensure_grpcio().await;
+    let child = Command::new(&python)
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python3");
+    let output = tokio::time::timeout(CLIENT_DEADLINE, child.wait_with_output())
+        .await
+        .expect("python client timed out")
+        .expect("python client output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "python client failed ({}); a broken venv is fixed by deleting {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status,
+        venv_dir().display()
+    );
+    (stdout, stderr)
 }
 
 /// Makes (once) a virtual environment with the packages the client needs, and returns its
