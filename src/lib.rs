@@ -55,7 +55,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Docs link across features (the ws docs point at the json and serve items). docs.rs and CI build
 // them with every feature, where a broken link is an error; a build with fewer features keeps the
-// text and drops the links quietly.
+// text and drops the links quietly. This list and the one on `ReadmeDoctests` below name every
+// feature in Cargo.toml; a feature added there belongs in both.
 #![cfg_attr(
     not(all(
         feature = "ws",
@@ -67,7 +68,11 @@
         feature = "axum",
         feature = "tls",
         feature = "test-util",
-        feature = "metrics"
+        feature = "metrics",
+        feature = "rate-limit",
+        feature = "deflate",
+        feature = "redis",
+        feature = "nats"
     )),
     allow(rustdoc::broken_intra_doc_links)
 )]
@@ -129,7 +134,11 @@ pub use net::{Shutdown, shutdown_signal};
     feature = "axum",
     feature = "tls",
     feature = "test-util",
-    feature = "metrics"
+    feature = "metrics",
+    feature = "rate-limit",
+    feature = "deflate",
+    feature = "redis",
+    feature = "nats"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
